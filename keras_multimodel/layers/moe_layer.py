@@ -1,0 +1,249 @@
+"""MoELayer: a sparsely-gated mixture of feed-forward experts with static shapes."""
+
+import keras
+from keras import ops
+
+from keras_multimodel.layers import layer_utils, moe_routing
+
+
+@keras.saving.register_keras_serializable(package="keras_multimodel")
+class MoELayer(keras.layers.Layer):
+    """Sparsely-gated mixture of experts with residual and LayerNorm.
+
+    Each token is routed by noisy top-k gating (Shazeer et al., 2017) to `top_k` of
+    `num_experts` feed-forward experts `Dense(hidden_dim, relu) -> Dense(channels)`;
+    their outputs are weighted by the gates and summed, and the block returns
+    `LayerNorm(x + Dropout(mixture))`.
+
+    Dispatch is sparse with static shapes, so it compiles under XLA: each expert has
+    `C = ceil(capacity_factor * top_k * tokens / num_experts)` slots, a token's slot
+    comes from a cumulative count (first choices before second choices), token rows
+    are gathered into an `(E, C, d)` buffer, all experts run as one batched matmul,
+    and outputs are gathered back per token. Only the chosen experts are computed.
+    An assignment over capacity is dropped: the token keeps its residual path.
+    `dropped_fraction` (a non-trainable weight) holds the fraction of real tokens'
+    assignments dropped by the latest call. Evaluation uses `eval_capacity_factor`;
+    `None` there (or for training) means no drops at all, at the cost of `C = tokens`
+    slots per expert (cheap while decoding, when tokens = batch size).
+
+    Padded positions (mask False) are neither routed nor counted. The balancing loss
+    `loss_coef * (cv²(importance) + cv²(load))` is added with `add_loss` once per call.
+    Gate and noise weights start at zero and the router runs in float32 under
+    mixed precision.
+
+    Args:
+        num_experts: E, number of experts.
+        hidden_dim: width of each expert's hidden layer.
+        top_k: experts per token (k), `1 <= top_k <= num_experts`. With `top_k=1`
+            the gate weight is always 1, so the router learns only from the
+            balancing loss (as in the paper's formulation).
+        capacity_factor: slots per expert relative to a perfectly balanced load,
+            during training; None for no drops.
+        eval_capacity_factor: the same outside training (evaluation, inference);
+            None for no drops.
+        loss_coef: weight of the balancing loss.
+        noisy_gating: add trainable Gaussian noise to the gate logits in training.
+        dropout: dropout rate on the mixture output before the residual.
+        activation: activation of the experts' hidden layer.
+        epsilon: LayerNormalization epsilon.
+        kernel_initializer: initializer of each expert's kernels, applied per expert;
+            defaults to Glorot uniform over one expert's fan-in and fan-out.
+        seed: seed of the gating noise.
+        **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        x: `(batch, length, channels)` or `(tokens, channels)`.
+        mask: optional padding mask `(batch, length)` (or `(tokens,)`).
+        training: whether gating noise, training capacity and dropout apply.
+
+    Returns:
+        A tensor of the same shape as `x`.
+
+    Example:
+    >>> import numpy as np
+    >>> moe = MoELayer(num_experts=4, hidden_dim=32, top_k=2)
+    >>> x = np.random.rand(2, 6, 8).astype("float32")
+    >>> tuple(moe(x).shape), len(moe.losses)
+    ((2, 6, 8), 1)
+    """
+
+    def __init__(
+        self,
+        num_experts,
+        hidden_dim,
+        top_k=2,
+        capacity_factor=1.25,
+        eval_capacity_factor=2.0,
+        loss_coef=1e-2,
+        noisy_gating=True,
+        dropout=0.0,
+        activation="relu",
+        epsilon=1e-6,
+        kernel_initializer=None,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        name = "MoELayer"
+        self.num_experts = layer_utils.check_positive_int(name, "num_experts", num_experts)
+        self.hidden_dim = layer_utils.check_positive_int(name, "hidden_dim", hidden_dim)
+        self.top_k = layer_utils.check_positive_int(name, "top_k", top_k)
+        if self.top_k > self.num_experts:
+            raise ValueError(
+                f"{name}: `top_k` must be at most `num_experts`; received top_k={top_k} "
+                f"with num_experts={num_experts}. Lower `top_k` or add experts."
+            )
+        for arg, value in (
+            ("capacity_factor", capacity_factor),
+            ("eval_capacity_factor", eval_capacity_factor),
+        ):
+            if value is not None and (not isinstance(value, (int, float)) or value <= 0):
+                raise ValueError(
+                    f"{name}: `{arg}` must be a positive number, or None for no drops; "
+                    f"received {arg}={value!r}."
+                )
+        self.capacity_factor = capacity_factor
+        self.eval_capacity_factor = eval_capacity_factor
+        if not isinstance(loss_coef, (int, float)) or loss_coef < 0:
+            raise ValueError(
+                f"{name}: `loss_coef` must be a number >= 0; received loss_coef={loss_coef!r}."
+            )
+        self.loss_coef = float(loss_coef)
+        self.noisy_gating = bool(noisy_gating)
+        self.dropout = layer_utils.check_rate(name, "dropout", dropout)
+        self.activation = keras.activations.get(activation)
+        self.epsilon = epsilon
+        self.kernel_initializer = (
+            keras.initializers.get(kernel_initializer) if kernel_initializer is not None else None
+        )
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.supports_masking = True
+
+    def _expert_initializer(self):
+        if self.kernel_initializer is not None:
+            base = layer_utils.clone_initializer(self.kernel_initializer)
+            return lambda shape, dtype=None: ops.stack(
+                [base(shape[1:], dtype=dtype) for _ in range(shape[0])]
+            )
+        # Glorot uniform per expert: Keras counts the expert axis into the fans.
+        return keras.initializers.VarianceScaling(
+            scale=float(self.num_experts), mode="fan_avg", distribution="uniform"
+        )
+
+    def build(self, input_shape):
+        layer_utils.check_rank(
+            "MoELayer", input_shape, (2, 3), layout="(batch, length, channels) or (tokens, channels)"
+        )
+        channels = input_shape[-1]
+        experts, hidden = self.num_experts, self.hidden_dim
+        router = {"initializer": "zeros", "autocast": False}  # float32 under mixed precision
+        self.gate_kernel = self.add_weight(name="gate_kernel", shape=(channels, experts), **router)
+        self.noise_kernel = None
+        if self.noisy_gating:
+            self.noise_kernel = self.add_weight(
+                name="noise_kernel", shape=(channels, experts), **router
+            )
+        self.expert_kernel_in = self.add_weight(
+            name="expert_kernel_in",
+            shape=(experts, channels, hidden),
+            initializer=self._expert_initializer(),
+        )
+        self.expert_bias_in = self.add_weight(
+            name="expert_bias_in", shape=(experts, hidden), initializer="zeros"
+        )
+        self.expert_kernel_out = self.add_weight(
+            name="expert_kernel_out",
+            shape=(experts, hidden, channels),
+            initializer=self._expert_initializer(),
+        )
+        self.expert_bias_out = self.add_weight(
+            name="expert_bias_out", shape=(experts, channels), initializer="zeros"
+        )
+        self.dropped_fraction = self.add_weight(
+            name="dropped_fraction",
+            shape=(),
+            initializer="zeros",
+            trainable=False,
+            autocast=False,
+            aggregation="mean",
+        )
+        self.norm = keras.layers.LayerNormalization(
+            epsilon=self.epsilon, dtype=self.dtype_policy, name="norm"
+        )
+        self.norm.build(input_shape)
+        self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
+        self.built = True
+
+    def route(self, x, mask=None, training=False):
+        """Gating only: the `moe_routing.Routing` of `x` `(..., channels)` as flat tokens."""
+        tokens = ops.reshape(x, (-1, ops.shape(x)[-1]))  # (N, d)
+        return self._route(tokens, self._valid(tokens, mask), training)
+
+    def _route(self, tokens, valid, training):
+        tokens = ops.cast(tokens, "float32")  # the router runs in float32
+        clean_logits = ops.matmul(tokens, self.gate_kernel)  # (N, E)
+        noise = noise_logits = None
+        if training and self.noisy_gating:
+            noise_logits = ops.matmul(tokens, self.noise_kernel)  # (N, E)
+            noise = keras.random.normal(ops.shape(clean_logits), seed=self.seed_generator)
+        return moe_routing.noisy_top_k_routing(
+            clean_logits, noise_logits, valid, self.top_k, noise=noise
+        )
+
+    def _valid(self, tokens, mask):
+        if mask is None:
+            return ops.ones(ops.shape(tokens)[:1], dtype="float32")
+        return ops.cast(ops.reshape(mask, (-1,)), "float32")
+
+    def _experts(self, inputs):
+        # inputs (E, C, d) -> (E, C, d): one batched matmul per layer over all experts.
+        hidden = ops.einsum("ecd,edh->ech", inputs, self.expert_kernel_in)
+        hidden = self.activation(hidden + self.expert_bias_in[:, None, :])
+        outputs = ops.einsum("ech,ehd->ecd", hidden, self.expert_kernel_out)
+        return outputs + self.expert_bias_out[:, None, :]
+
+    def call(self, x, mask=None, training=None):
+        input_shape = ops.shape(x)
+        tokens = ops.reshape(x, (-1, input_shape[-1]))  # (N, d)
+        valid = self._valid(tokens, mask)  # (N,)
+        routing = self._route(tokens, valid, training)
+        factor = self.capacity_factor if training else self.eval_capacity_factor
+        capacity = moe_routing.expert_capacity(
+            ops.shape(tokens)[0], self.num_experts, self.top_k, factor
+        )
+        plan = moe_routing.dispatch(routing.experts, valid, self.num_experts, capacity)
+        expert_inputs = moe_routing.gather_expert_inputs(tokens, plan, self.num_experts)
+        expert_outputs = self._experts(expert_inputs)  # (E, C, d)
+        mixture = moe_routing.combine_expert_outputs(expert_outputs, plan, routing.gates)
+        mixture = ops.reshape(ops.cast(mixture, x.dtype), input_shape)
+        self.add_loss(self.loss_coef * routing.aux_loss)
+        self.dropped_fraction.assign(plan.dropped_fraction)
+        return self.norm(x + self.dropout_layer(mixture, training=training))
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "num_experts": self.num_experts,
+                "hidden_dim": self.hidden_dim,
+                "top_k": self.top_k,
+                "capacity_factor": self.capacity_factor,
+                "eval_capacity_factor": self.eval_capacity_factor,
+                "loss_coef": self.loss_coef,
+                "noisy_gating": self.noisy_gating,
+                "dropout": self.dropout,
+                "activation": keras.activations.serialize(self.activation),
+                "epsilon": self.epsilon,
+                "kernel_initializer": (
+                    keras.initializers.serialize(self.kernel_initializer)
+                    if self.kernel_initializer is not None
+                    else None
+                ),
+                "seed": self.seed,
+            }
+        )
+        return config

@@ -1,0 +1,192 @@
+"""Routing for MoELayer: noisy top-k gating, balancing losses and static-shape dispatch.
+
+Pure `keras.ops` functions, one implementation shared by `MoELayer` and the
+benchmark baselines. Notation: N tokens, E experts, k experts per token, C slots
+(capacity) per expert, d channels.
+
+References: Shazeer et al., 2017, "Outrageously Large Neural Networks" (noisy top-k
+gating, importance and load losses); Lepikhin et al., 2020, "GShard" (capacity and
+position-in-expert by cumulative count).
+"""
+
+import math
+from typing import NamedTuple
+
+from keras import ops
+
+# Smallest noise standard deviation; keeps the load estimate's division finite.
+NOISE_EPSILON = 1e-2
+
+
+class Routing(NamedTuple):
+    """Which experts each token goes to, and with what weight.
+
+    Attributes:
+        gates: `(N, k)` float32 softmax weights of the chosen experts; 0 for padding.
+        experts: `(N, k)` int32 chosen expert ids, best first.
+        aux_loss: scalar float32 balancing loss `cv²(importance) + cv²(load)`
+            (not yet scaled by the loss coefficient).
+        importance: `(E,)` float32 sum of gates per expert.
+        load: `(E,)` float32 (smooth, in training with noise) number of tokens per expert.
+    """
+
+    gates: object
+    experts: object
+    aux_loss: object
+    importance: object
+    load: object
+
+
+class Dispatch(NamedTuple):
+    """Static-shape assignment of (token, choice) pairs to expert slots.
+
+    Attributes:
+        slots: `(k * N,)` int32 flat slot `expert * C + position` of each assignment,
+            choice-major (all first choices, then all second choices, ...);
+            `E * C` for assignments that are padding or over capacity.
+        top_k: k, the number of choices per token.
+        kept: `(k * N,)` bool, True where the assignment got a slot.
+        slot_tokens: `(E * C,)` int32 `token + 1` held by each slot; 0 for empty.
+        dropped_fraction: scalar float32, dropped / routed assignments of real tokens.
+    """
+
+    slots: object
+    top_k: int
+    kept: object
+    slot_tokens: object
+    dropped_fraction: object
+
+
+def cv_squared(values):
+    """Squared coefficient of variation `var / mean²` of a 1-D tensor (0 if constant)."""
+    values = ops.cast(values, "float32")
+    mean = ops.mean(values)
+    return ops.var(values) / (ops.square(mean) + 1e-10)
+
+
+def _normal_cdf(x):
+    return 0.5 * (1.0 + ops.erf(x / math.sqrt(2.0)))
+
+
+def noisy_top_k_routing(clean_logits, noise_logits, valid, top_k, noise=None):
+    """Noisy top-k gating and its balancing loss (Shazeer et al., 2017, appendix A).
+
+    `H = clean_logits + noise * softplus(noise_logits)`; the top k of H get a
+    softmax weight, the others 0. Without `noise` (evaluation, or noise switched
+    off) H is the clean logits and `load` is a hard count.
+
+    Args:
+        clean_logits: `(N, E)` float32, `x · W_g`.
+        noise_logits: `(N, E)` float32, `x · W_noise`; unused without `noise`.
+        valid: `(N,)` float32, 1 for real tokens and 0 for padding.
+        top_k: experts per token, `1 <= top_k <= E`.
+        noise: optional `(N, E)` standard normal samples.
+
+    Returns:
+        A `Routing`.
+    """
+    num_experts = clean_logits.shape[-1]
+    if noise is not None:
+        noise_std = ops.softplus(noise_logits) + NOISE_EPSILON  # (N, E)
+        logits = clean_logits + noise * noise_std
+    else:
+        logits = clean_logits
+    # One more than k: the (k+1)-th value is the threshold the load estimate needs.
+    extra = 1 if top_k < num_experts else 0
+    top_values, top_experts = ops.top_k(logits, top_k + extra)  # (N, k + extra)
+    gates = ops.softmax(top_values[:, :top_k], axis=-1) * valid[:, None]  # (N, k)
+    experts = ops.cast(top_experts[:, :top_k], "int32")  # (N, k)
+
+    chosen = ops.sum(ops.one_hot(experts, num_experts), axis=1)  # (N, E), 0/1
+    importance = ops.sum(ops.one_hot(experts, num_experts) * gates[..., None], axis=(0, 1))
+    if noise is not None and extra:
+        # P(expert e stays in the top k if its noise were redrawn), per token.
+        threshold_if_in = top_values[:, top_k : top_k + 1]  # (N, 1): the (k+1)-th value
+        threshold_if_out = top_values[:, top_k - 1 : top_k]  # (N, 1): the k-th value
+        is_in = ops.greater(logits, threshold_if_in)  # (N, E)
+        prob_if_in = _normal_cdf((clean_logits - threshold_if_in) / noise_std)
+        prob_if_out = _normal_cdf((clean_logits - threshold_if_out) / noise_std)
+        probability = ops.where(is_in, prob_if_in, prob_if_out)  # (N, E)
+        load = ops.sum(probability * valid[:, None], axis=0)  # (E,)
+    else:
+        load = ops.sum(chosen * valid[:, None], axis=0)  # (E,)
+    aux_loss = cv_squared(importance) + cv_squared(load)
+    return Routing(gates, experts, aux_loss, importance, load)
+
+
+def expert_capacity(num_tokens, num_experts, top_k, capacity_factor):
+    """Slots per expert: `ceil(capacity_factor * k * N / E)`, at most N.
+
+    `capacity_factor=None` means no drops: every expert can take every token.
+    `num_tokens` may be a Python int or (TensorFlow graph, unknown shape) a tensor.
+    """
+    if capacity_factor is None:
+        return num_tokens
+    if isinstance(num_tokens, int):
+        return max(1, min(num_tokens, math.ceil(capacity_factor * top_k * num_tokens / num_experts)))
+    capacity = ops.ceil(capacity_factor * top_k * ops.cast(num_tokens, "float32") / num_experts)
+    return ops.minimum(ops.maximum(ops.cast(capacity, "int32"), 1), num_tokens)
+
+
+def dispatch(experts, valid, num_experts, capacity):
+    """Assigns each (token, choice) a slot in its expert's fixed-size buffer.
+
+    First choices of all tokens take slots before second choices, so dropping
+    under load hits the less important choices first. Positions come from a
+    cumulative count, so every shape is static.
+
+    Args:
+        experts: `(N, k)` int32 chosen experts.
+        valid: `(N,)` float32, 1 for real tokens; padding takes no slot.
+        num_experts: E.
+        capacity: C, slots per expert.
+
+    Returns:
+        A `Dispatch`.
+    """
+    num_tokens, top_k = ops.shape(experts)[0], experts.shape[1]
+    choice_major = ops.reshape(ops.transpose(experts), (-1,))  # (k*N,)
+    routed = ops.tile(ops.cast(valid, "int32"), (top_k,))  # (k*N,)
+    one_hot = ops.one_hot(choice_major, num_experts, dtype="int32") * routed[:, None]
+    position = ops.sum((ops.cumsum(one_hot, axis=0) - 1) * one_hot, axis=1)  # (k*N,)
+    kept = ops.logical_and(routed > 0, position < capacity)
+    overflow_slot = num_experts * capacity
+    slots = ops.where(kept, choice_major * capacity + position, overflow_slot)  # (k*N,)
+    tokens = ops.tile(ops.arange(num_tokens, dtype="int32"), (top_k,))  # (k*N,)
+    # Each real slot receives at most one token; the overflow slot is cut off.
+    slot_tokens = ops.scatter(
+        slots[:, None], ops.where(kept, tokens + 1, 0), (overflow_slot + 1,)
+    )[:-1]  # (E*C,)
+    num_routed = ops.cast(ops.sum(routed), "float32")
+    num_dropped = num_routed - ops.cast(ops.sum(ops.cast(kept, "int32")), "float32")
+    dropped_fraction = num_dropped / ops.maximum(num_routed, 1.0)
+    return Dispatch(slots, top_k, kept, slot_tokens, dropped_fraction)
+
+
+def gather_expert_inputs(x, dispatch_, num_experts):
+    """Gathers token rows into the expert buffer: `(N, d)` -> `(E, C, d)`; empty slots are 0."""
+    padded = ops.concatenate([ops.zeros_like(x[:1]), x], axis=0)  # (1 + N, d)
+    rows = ops.take(padded, dispatch_.slot_tokens, axis=0)  # (E*C, d)
+    return ops.reshape(rows, (num_experts, -1, ops.shape(x)[-1]))  # (E, C, d)
+
+
+def combine_expert_outputs(expert_outputs, dispatch_, gates):
+    """Weights each kept assignment's expert output by its gate and sums per token.
+
+    Args:
+        expert_outputs: `(E, C, d)`.
+        dispatch_: the `Dispatch` that filled the buffer.
+        gates: `(N, k)` gate weights.
+
+    Returns:
+        `(N, d)`; a token whose assignments were all dropped gets 0.
+    """
+    channels = ops.shape(expert_outputs)[-1]
+    flat = ops.reshape(expert_outputs, (-1, channels))  # (E*C, d)
+    flat = ops.concatenate([flat, ops.zeros_like(flat[:1])], axis=0)  # (E*C + 1, d)
+    rows = ops.take(flat, dispatch_.slots, axis=0)  # (k*N, d)
+    rows = ops.reshape(rows, (dispatch_.top_k, -1, channels))  # (k, N, d)
+    weights = ops.transpose(gates) * ops.cast(
+        ops.reshape(dispatch_.kept, (dispatch_.top_k, -1)), gates.dtype
+    )  # (k, N)
+    return ops.sum(rows * ops.cast(weights, rows.dtype)[..., None], axis=0)  # (N, d)

@@ -1,0 +1,41 @@
+"""Installs keras-multimodel: `pip install -e ".[jax,test]"`."""
+
+import pathlib
+
+import setuptools
+
+HERE = pathlib.Path(__file__).parent
+
+setuptools.setup(
+    name="keras-multimodel",
+    version="0.1.0",
+    description=(
+        "The MultiModel of 'One Model To Learn Them All' (Kaiser et al., 2017) "
+        "for Keras 3: one model for images, audio and text."
+    ),
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=setuptools.find_packages(include=["keras_multimodel", "keras_multimodel.*"]),
+    install_requires=[
+        "keras>=3.10,<4",
+        "tensorflow>=2.18",
+        "tensorflow-text>=2.18",
+        "keras-nlp>=0.20",
+        "absl-py>=2.0",
+        "numpy",
+    ],
+    extras_require={
+        "jax": ["jax>=0.4.30", "jaxlib>=0.4.30"],
+        "test": ["pytest>=8", "ruff>=0.6"],
+        # tensorflow-io 0.37 is its last release; its native ops do not load with
+        # recent TensorFlow (DESIGN section 9). Nothing in the core path needs it.
+        "tfio": ["tensorflow-io>=0.37"],
+    },
+    classifiers=[
+        "License :: OSI Approved :: Apache Software License",
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)
