@@ -1,7 +1,10 @@
 """MoELayer: a sparsely-gated mixture of feed-forward experts with static shapes."""
 
+import weakref
+
 import keras
 from keras import ops
+from keras.src.backend.common.stateless_scope import get_stateless_scope
 
 from keras_multimodel.layers import layer_utils, moe_routing
 
@@ -220,6 +223,22 @@ class MoELayer(keras.layers.Layer):
         self.add_loss(self.loss_coef * routing.aux_loss)
         self.dropped_fraction.assign(plan.dropped_fraction)
         return self.norm(x + self.dropout_layer(mixture, training=training))
+
+    def _clear_losses(self):
+        # Keras clears a layer's losses whenever the layer is the outermost call. Under
+        # `Model.stateless_call` (how JAX trains) the model's `call` runs outside any
+        # call context, so every top-level layer call is "outermost": a second call of
+        # this layer in the same forward pass would erase the first call's aux loss
+        # from the StatelessScope. A scope starts with no losses, so within one scope
+        # we keep what this layer added; a new scope starts from a clean slate.
+        scope = get_stateless_scope()
+        if scope is None or not scope.collect_losses:
+            self._loss_scope = None
+            return super()._clear_losses()
+        if getattr(self, "_loss_scope", None) is None or self._loss_scope() is not scope:
+            self._loss_scope = weakref.ref(scope)
+            self._loss_ids.clear()
+        self._losses.clear()
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)

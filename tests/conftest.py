@@ -1,0 +1,35 @@
+"""Shared test helpers. Run the suite once per backend: KERAS_BACKEND=tensorflow|jax."""
+
+import keras
+import numpy as np
+import pytest
+
+
+def compile_fn(fn):
+    """`fn` compiled the way each backend's `jit_compile=True` does (XLA)."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return jax.jit(fn)
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(fn, jit_compile=True)
+    return fn
+
+
+def to_numpy(x):
+    return keras.ops.convert_to_numpy(x)
+
+
+@pytest.fixture(autouse=True)
+def _fixed_seed():
+    keras.utils.set_random_seed(1234)
+    yield
+    keras.config.set_dtype_policy("float32")
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
