@@ -46,7 +46,8 @@ class Dispatch(NamedTuple):
             `E * C` for assignments that are padding or over capacity.
         top_k: k, the number of choices per token.
         kept: `(k * N,)` bool, True where the assignment got a slot.
-        slot_tokens: `(E * C,)` int32 `token + 1` held by each slot; 0 for empty.
+        slot_tokens: `(E * C,)` int32 token held by each slot (0 where empty).
+        filled: `(E * C,)` bool, True where the slot holds a token.
         dropped_fraction: scalar float32, dropped / routed assignments of real tokens.
     """
 
@@ -54,6 +55,7 @@ class Dispatch(NamedTuple):
     top_k: int
     kept: object
     slot_tokens: object
+    filled: object
     dropped_fraction: object
 
 
@@ -93,12 +95,16 @@ def noisy_top_k_routing(clean_logits, noise_logits, valid, top_k, noise=None):
         logits = clean_logits
     # One more than k: the (k+1)-th value is the threshold the load estimate needs.
     extra = 1 if top_k < num_experts else 0
-    top_values, top_experts = ops.top_k(logits, top_k + extra)  # (N, k + extra)
+    # Indices only from top_k; values through a one-hot product, whose gradient is
+    # elementwise (top_k's own gradient is a scatter, slow on CPU and growing with E).
+    _, top_experts = ops.top_k(ops.stop_gradient(logits), top_k + extra)  # (N, k + extra)
+    top_one_hot = ops.one_hot(top_experts, num_experts, dtype=logits.dtype)  # (N, k+extra, E)
+    top_values = ops.sum(top_one_hot * logits[:, None, :], axis=-1)  # (N, k + extra)
     gates = ops.softmax(top_values[:, :top_k], axis=-1) * valid[:, None]  # (N, k)
     experts = ops.cast(top_experts[:, :top_k], "int32")  # (N, k)
 
-    chosen = ops.sum(ops.one_hot(experts, num_experts), axis=1)  # (N, E), 0/1
-    importance = ops.sum(ops.one_hot(experts, num_experts) * gates[..., None], axis=(0, 1))
+    chosen = ops.sum(top_one_hot[:, :top_k], axis=1)  # (N, E), 0/1
+    importance = ops.sum(top_one_hot[:, :top_k] * gates[..., None], axis=(0, 1))  # (E,)
     if noise is not None and extra:
         # P(expert e stays in the top k if its noise were redrawn), per token.
         threshold_if_in = top_values[:, top_k : top_k + 1]  # (N, 1): the (k+1)-th value
@@ -148,25 +154,34 @@ def dispatch(experts, valid, num_experts, capacity):
     choice_major = ops.reshape(ops.transpose(experts), (-1,))  # (k*N,)
     routed = ops.tile(ops.cast(valid, "int32"), (top_k,))  # (k*N,)
     one_hot = ops.one_hot(choice_major, num_experts, dtype="int32") * routed[:, None]
+    # Slot of each assignment: its rank among earlier assignments to the same expert.
     position = ops.sum((ops.cumsum(one_hot, axis=0) - 1) * one_hot, axis=1)  # (k*N,)
     kept = ops.logical_and(routed > 0, position < capacity)
     overflow_slot = num_experts * capacity
     slots = ops.where(kept, choice_major * capacity + position, overflow_slot)  # (k*N,)
-    tokens = ops.tile(ops.arange(num_tokens, dtype="int32"), (top_k,))  # (k*N,)
-    # Each real slot receives at most one token; the overflow slot is cut off.
-    slot_tokens = ops.scatter(
-        slots[:, None], ops.where(kept, tokens + 1, 0), (overflow_slot + 1,)
-    )[:-1]  # (E*C,)
+    # Token of each slot, without a scatter (XLA on TF compiles scatters here very
+    # slowly): sort assignments by expert, stably; expert e's c-th slot holds the
+    # assignment at sorted index start[e] + c, if the expert got more than c.
+    num_assignments = ops.shape(choice_major)[0]
+    expert_key = ops.where(routed > 0, choice_major, num_experts)  # padding sorts last
+    order = ops.argsort(expert_key * num_assignments + ops.arange(num_assignments))  # (k*N,)
+    counts = ops.sum(one_hot, axis=0)  # (E,)
+    starts = ops.cumsum(counts) - counts  # (E,)
+    slot_index = ops.arange(capacity, dtype="int32")  # (C,)
+    sorted_index = ops.minimum(starts[:, None] + slot_index[None, :], num_assignments - 1)
+    assignment = ops.take(order, ops.reshape(sorted_index, (-1,)))  # (E*C,)
+    filled = ops.reshape(slot_index[None, :] < counts[:, None], (-1,))  # (E*C,)
+    slot_tokens = ops.where(filled, ops.cast(assignment % num_tokens, "int32"), 0)
     num_routed = ops.cast(ops.sum(routed), "float32")
     num_dropped = num_routed - ops.cast(ops.sum(ops.cast(kept, "int32")), "float32")
     dropped_fraction = num_dropped / ops.maximum(num_routed, 1.0)
-    return Dispatch(slots, top_k, kept, slot_tokens, dropped_fraction)
+    return Dispatch(slots, top_k, kept, slot_tokens, filled, dropped_fraction)
 
 
 def gather_expert_inputs(x, dispatch_, num_experts):
     """Gathers token rows into the expert buffer: `(N, d)` -> `(E, C, d)`; empty slots are 0."""
-    padded = ops.concatenate([ops.zeros_like(x[:1]), x], axis=0)  # (1 + N, d)
-    rows = ops.take(padded, dispatch_.slot_tokens, axis=0)  # (E*C, d)
+    rows = ops.take(x, dispatch_.slot_tokens, axis=0)  # (E*C, d)
+    rows = rows * ops.cast(dispatch_.filled, rows.dtype)[:, None]
     return ops.reshape(rows, (num_experts, -1, ops.shape(x)[-1]))  # (E, C, d)
 
 
@@ -183,8 +198,10 @@ def combine_expert_outputs(expert_outputs, dispatch_, gates):
     """
     channels = ops.shape(expert_outputs)[-1]
     flat = ops.reshape(expert_outputs, (-1, channels))  # (E*C, d)
-    flat = ops.concatenate([flat, ops.zeros_like(flat[:1])], axis=0)  # (E*C + 1, d)
-    rows = ops.take(flat, dispatch_.slots, axis=0)  # (k*N, d)
+    # Dropped assignments read any row (the last) and get weight 0. Gathering from a
+    # concatenated zero row instead makes TF's XLA compile hang on the gradient.
+    slots = ops.minimum(dispatch_.slots, ops.shape(flat)[0] - 1)
+    rows = ops.take(flat, slots, axis=0)  # (k*N, d)
     rows = ops.reshape(rows, (dispatch_.top_k, -1, channels))  # (k, N, d)
     weights = ops.transpose(gates) * ops.cast(
         ops.reshape(dispatch_.kept, (dispatch_.top_k, -1)), gates.dtype
