@@ -1,7 +1,7 @@
 """Forward+backward time of MoELayer against a dense FFN and an all-experts MoE.
 
 Run once per backend; every configuration is timed side by side in one process,
-round-robin, and the median of `--repeats` runs is reported:
+in alternating blocks, and the median of all timed runs is reported:
 
     KERAS_BACKEND=jax python benchmarks/moe.py
     KERAS_BACKEND=tensorflow python benchmarks/moe.py
@@ -22,7 +22,7 @@ import numpy as np
 from absl import app, flags
 from keras import ops
 
-from keras_multimodel.layers import MoELayer, moe_routing
+from keras_multimodel.layers import MoELayer
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("tokens", 4096, "Tokens per batch.")
@@ -31,7 +31,7 @@ flags.DEFINE_integer("hidden_dim", 1024, "Hidden width of one expert.")
 flags.DEFINE_list("experts", ["4", "16", "64"], "Expert counts E.")
 flags.DEFINE_list("top_k", ["1", "2"], "Experts per token k.")
 flags.DEFINE_float("capacity_factor", 1.25, "MoE capacity factor.")
-flags.DEFINE_integer("repeats", 7, "Timed runs per model (median reported).")
+flags.DEFINE_integer("repeats", 4, "Timed runs per model per cycle (2 cycles; median).")
 flags.DEFINE_bool("all_experts", True, "Also time the all-experts baseline.")
 
 
@@ -60,7 +60,9 @@ class AllExpertsMoE(MoELayer):
     def call(self, x, mask=None, training=None):
         tokens = ops.reshape(x, (-1, ops.shape(x)[-1]))  # (N, d)
         routing = self._route(tokens, self._valid(tokens, mask), training)
-        all_outputs = self._experts(ops.broadcast_to(tokens, (self.num_experts,) + tuple(tokens.shape)))
+        all_outputs = self._experts(
+            ops.broadcast_to(tokens, (self.num_experts,) + tuple(tokens.shape))
+        )
         dense_gates = ops.sum(
             ops.one_hot(routing.experts, self.num_experts) * routing.gates[..., None], axis=1
         )  # (N, E), k non-zeros per row
@@ -114,17 +116,20 @@ def _train_step_fn(layer, x):
     raise SystemExit(f"benchmarks/moe.py supports the jax and tensorflow backends, not {backend}.")
 
 
-def _time_side_by_side(runs, repeats):
-    """Round-robin timing so that machine noise hits every model alike."""
-    for run in runs.values():  # compile and warm up
-        run()
-        run()
+def _time_side_by_side(runs, repeats, cycles=2):
+    """Times every model in one process, in blocks that alternate between models.
+
+    Each block starts with one untimed run, so that no model pays for the memory
+    another one left behind (the all-experts model allocates E times the buffers).
+    """
     times = {name: [] for name in runs}
-    for _ in range(repeats):
+    for _ in range(cycles):
         for name, run in runs.items():
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
+            run()  # compile (first cycle) and settle after the switch
+            for _ in range(repeats):
+                start = time.perf_counter()
+                run()
+                times[name].append(time.perf_counter() - start)
     return {name: statistics.median(values) * 1e3 for name, values in times.items()}
 
 
@@ -132,7 +137,9 @@ def main(argv):
     del argv
     keras.utils.set_random_seed(0)
     d, hidden, n = FLAGS.channels, FLAGS.hidden_dim, FLAGS.tokens
-    x = ops.convert_to_tensor(np.random.default_rng(0).normal(size=(8, n // 8, d)).astype("float32"))
+    x = ops.convert_to_tensor(
+        np.random.default_rng(0).normal(size=(8, n // 8, d)).astype("float32")
+    )
     print(
         f"backend={keras.backend.backend()} tokens={n} d={d} hidden={hidden} "
         f"capacity_factor={FLAGS.capacity_factor} repeats={FLAGS.repeats} (median ms, fwd+bwd)"
@@ -148,7 +155,9 @@ def main(argv):
             moe = MoELayer(e, hidden, top_k=k, capacity_factor=FLAGS.capacity_factor)
             moe.build(x.shape)
             # Random router weights: a realistic, not perfectly balanced, routing.
-            moe.gate_kernel.assign(np.random.default_rng(e).normal(size=(d, e)).astype("float32") * 0.05)
+            moe.gate_kernel.assign(
+                np.random.default_rng(e).normal(size=(d, e)).astype("float32") * 0.05
+            )
             runs = {"moe": _train_step_fn(moe, x), "dense": _train_step_fn(dense, x)}
             if FLAGS.all_experts:
                 all_experts = AllExpertsMoE(e, hidden, top_k=k)

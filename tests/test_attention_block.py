@@ -24,7 +24,9 @@ class AttentionBlockLayerTest(testing.TestCase):
 def test_timing_signal_matches_the_sinusoid_formula():
     signal = to_numpy(timing_signal(ops.arange(6), 8))
     inv = np.exp(np.arange(4) * -np.log(1e4) / 3)
-    expected = np.concatenate([np.sin(np.arange(6)[:, None] * inv), np.cos(np.arange(6)[:, None] * inv)], 1)
+    expected = np.concatenate(
+        [np.sin(np.arange(6)[:, None] * inv), np.cos(np.arange(6)[:, None] * inv)], 1
+    )
     np.testing.assert_allclose(signal, expected, atol=1e-5)
     assert to_numpy(timing_signal(ops.arange(3), 7)).shape == (3, 7)
 

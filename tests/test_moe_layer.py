@@ -35,7 +35,9 @@ def reference_mixture(moe, x, routing):
     w1, b1 = to_numpy(moe.expert_kernel_in), to_numpy(moe.expert_bias_in)
     w2, b2 = to_numpy(moe.expert_kernel_out), to_numpy(moe.expert_bias_out)
     tokens = x.reshape(-1, x.shape[-1])
-    outputs = np.einsum("enh,ehd->end", np.maximum(np.einsum("nd,edh->enh", tokens, w1) + b1[:, None], 0), w2)
+    outputs = np.einsum(
+        "enh,ehd->end", np.maximum(np.einsum("nd,edh->enh", tokens, w1) + b1[:, None], 0), w2
+    )
     outputs = outputs + b2[:, None]  # (E, N, d)
     gates, experts = to_numpy(routing.gates), to_numpy(routing.experts)
     mixture = np.zeros_like(tokens)
@@ -206,7 +208,9 @@ def test_aux_loss_counted_exactly_once_per_call_in_fit(rng, jit_compile):
     evaluated = model.evaluate(x, y, batch_size=16, verbose=0)
     model(x)  # inference capacity; no noise anyway
     eval_aux = sum(float(to_numpy(loss)) for loss in model.losses)
-    np.testing.assert_allclose(evaluated, np.mean((to_numpy(model(x)) - y) ** 2) + eval_aux, rtol=1e-4)
+    np.testing.assert_allclose(
+        evaluated, np.mean((to_numpy(model(x)) - y) ** 2) + eval_aux, rtol=1e-4
+    )
 
 
 def test_gradients_reach_the_gate_and_noise_weights(rng):
@@ -274,6 +278,4 @@ def test_tokens_as_rank_two_input(rng):
     moe = MoELayer(4, 16, eval_capacity_factor=None)
     x = rng.normal(size=(10, 8)).astype("float32")
     assert tuple(moe(x).shape) == (10, 8)
-    np.testing.assert_allclose(
-        to_numpy(moe(x)), to_numpy(moe(x[None]))[0], atol=1e-5
-    )
+    np.testing.assert_allclose(to_numpy(moe(x)), to_numpy(moe(x[None]))[0], atol=1e-5)

@@ -174,9 +174,7 @@ class AttentionBlock(keras.layers.Layer):
         are projected once here and `max_length` is ignored.
         """
         if not self.built:
-            raise ValueError(
-                "AttentionBlock.init_cache() needs a built block: call it once first."
-            )
+            raise ValueError("AttentionBlock.init_cache() needs a built block: call it once first.")
         self._check_context(context)
         if context is not None:
             timed = self._timed(ops.cast(context, self.compute_dtype))

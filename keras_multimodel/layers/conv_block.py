@@ -88,7 +88,9 @@ class ConvBlock(keras.layers.Layer):
     @property
     def receptive_fields(self):
         """Past inputs each conv step needs: `(kernel - 1) * dilation` per step."""
-        return tuple((k - 1) * d for k, d in zip(self.kernel_sizes, self.dilation_rates))
+        return tuple(
+            (k - 1) * d for k, d in zip(self.kernel_sizes, self.dilation_rates, strict=True)
+        )
 
     def build(self, input_shape):
         layer_utils.check_rank("ConvBlock", input_shape, 3)
@@ -100,7 +102,9 @@ class ConvBlock(keras.layers.Layer):
             )
             self.projection.build(input_shape)
         self.convs, self.norms = [], []
-        for i, (kernel, dilation) in enumerate(zip(self.kernel_sizes, self.dilation_rates)):
+        for i, (kernel, dilation) in enumerate(
+            zip(self.kernel_sizes, self.dilation_rates, strict=True)
+        ):
             conv = keras.layers.SeparableConv1D(
                 self.filters,
                 kernel,
@@ -131,7 +135,9 @@ class ConvBlock(keras.layers.Layer):
     def call(self, inputs, mask=None, training=None):
         x = inputs
         residual = self._residual(x)
-        for i, (conv, norm, field) in enumerate(zip(self.convs, self.norms, self.receptive_fields)):
+        for i, (conv, norm, field) in enumerate(
+            zip(self.convs, self.norms, self.receptive_fields, strict=True)
+        ):
             h = zero_padding(ops.relu(x), mask)  # (B, T, C)
             if self.causal:
                 h = ops.pad(h, [[0, 0], [field, 0], [0, 0]])  # (B, field + T, C)
@@ -147,7 +153,7 @@ class ConvBlock(keras.layers.Layer):
         channels = [self._input_channels] + [self.filters] * (len(self.convs) - 1)
         return tuple(
             ops.zeros((batch_size, field, c), dtype=self.compute_dtype)
-            for field, c in zip(self.receptive_fields, channels)
+            for field, c in zip(self.receptive_fields, channels, strict=True)
         )
 
     def step(self, inputs, cache):
@@ -165,7 +171,7 @@ class ConvBlock(keras.layers.Layer):
         x = ops.cast(inputs, self.compute_dtype)
         residual = self._residual(x)
         new_cache = []
-        for i, (conv, norm, buffer) in enumerate(zip(self.convs, self.norms, cache)):
+        for i, (conv, norm, buffer) in enumerate(zip(self.convs, self.norms, cache, strict=True)):
             window = ops.concatenate([buffer, ops.relu(x)], axis=1)  # (B, field + 1, C)
             new_cache.append(window[:, 1:])
             x = norm(conv(window))  # (B, 1, filters)

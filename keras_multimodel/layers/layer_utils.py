@@ -4,7 +4,6 @@ Every error names the layer, what was expected, what was given and how to fix it
 """
 
 
-
 def check_positive_int(layer, name, value):
     """Raises a ValueError unless `value` is an int >= 1."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:

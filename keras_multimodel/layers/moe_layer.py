@@ -136,7 +136,10 @@ class MoELayer(keras.layers.Layer):
 
     def build(self, input_shape):
         layer_utils.check_rank(
-            "MoELayer", input_shape, (2, 3), layout="(batch, length, channels) or (tokens, channels)"
+            "MoELayer",
+            input_shape,
+            (2, 3),
+            layout="(batch, length, channels) or (tokens, channels)",
         )
         channels = input_shape[-1]
         experts, hidden = self.num_experts, self.hidden_dim

@@ -100,7 +100,10 @@ def noisy_top_k_routing(clean_logits, noise_logits, valid, top_k, noise=None):
     _, top_experts = ops.top_k(ops.stop_gradient(logits), top_k + extra)  # (N, k + extra)
     top_one_hot = ops.one_hot(top_experts, num_experts, dtype=logits.dtype)  # (N, k+extra, E)
     top_values = ops.sum(top_one_hot * logits[:, None, :], axis=-1)  # (N, k + extra)
-    gates = ops.softmax(top_values[:, :top_k], axis=-1) * valid[:, None]  # (N, k)
+    if top_k > 1:
+        gates = ops.softmax(top_values[:, :top_k], axis=-1) * valid[:, None]  # (N, k)
+    else:  # a softmax over one value is 1
+        gates = ops.ones_like(top_values[:, :1]) * valid[:, None]  # (N, 1)
     experts = ops.cast(top_experts[:, :top_k], "int32")  # (N, k)
 
     chosen = ops.sum(top_one_hot[:, :top_k], axis=1)  # (N, E), 0/1
@@ -129,7 +132,9 @@ def expert_capacity(num_tokens, num_experts, top_k, capacity_factor):
     if capacity_factor is None:
         return num_tokens
     if isinstance(num_tokens, int):
-        return max(1, min(num_tokens, math.ceil(capacity_factor * top_k * num_tokens / num_experts)))
+        return max(
+            1, min(num_tokens, math.ceil(capacity_factor * top_k * num_tokens / num_experts))
+        )
     capacity = ops.ceil(capacity_factor * top_k * ops.cast(num_tokens, "float32") / num_experts)
     return ops.minimum(ops.maximum(ops.cast(capacity, "int32"), 1), num_tokens)
 

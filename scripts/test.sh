@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs keras-multimodel with its test extras, checks style, and runs the test
+# suite once per backend (KERAS_BACKEND is fixed at import time). Extra arguments go
+# to pytest, e.g. `bash scripts/test.sh -m "not slow"`.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+python -m pip install -q -e ".[jax,test]" || exit 1
+ruff check . || exit 1
+status=0
+for backend in tensorflow jax; do
+  echo "== pytest with KERAS_BACKEND=${backend}"
+  KERAS_BACKEND="${backend}" python -m pytest -q "$@" || status=1
+done
+exit "${status}"
