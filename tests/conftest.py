@@ -23,6 +23,15 @@ def to_numpy(x):
     return keras.ops.convert_to_numpy(x)
 
 
+def assert_causal(call, x, t, rng):
+    """Perturbing `x` after position t leaves `call`'s outputs up to t unchanged."""
+    changed = x.copy()
+    changed[:, t + 1 :] = rng.normal(size=changed[:, t + 1 :].shape)
+    before, after = to_numpy(call(x)), to_numpy(call(changed))
+    np.testing.assert_allclose(before[:, : t + 1], after[:, : t + 1], atol=1e-5)
+    assert np.abs(before[:, t + 1 :] - after[:, t + 1 :]).max() > 1e-3, "the future must matter"
+
+
 @pytest.fixture(autouse=True)
 def _fixed_seed():
     keras.utils.set_random_seed(1234)
