@@ -204,9 +204,10 @@ class MoELayer(keras.layers.Layer):
 
     def _experts(self, inputs):
         # inputs (E, C, d) -> (E, C, d): one batched matmul per layer over all experts.
-        hidden = ops.einsum("ecd,edh->ech", inputs, self.expert_kernel_in)
+        # (batched matmul measured as fast as or faster than einsum on both backends)
+        hidden = ops.matmul(inputs, self.expert_kernel_in)  # (E, C, hidden)
         hidden = self.activation(hidden + self.expert_bias_in[:, None, :])
-        outputs = ops.einsum("ech,ehd->ecd", hidden, self.expert_kernel_out)
+        outputs = ops.matmul(hidden, self.expert_kernel_out)  # (E, C, d)
         return outputs + self.expert_bias_out[:, None, :]
 
     def call(self, x, mask=None, training=None):
