@@ -279,3 +279,14 @@ def test_tokens_as_rank_two_input(rng):
     x = rng.normal(size=(10, 8)).astype("float32")
     assert tuple(moe(x).shape) == (10, 8)
     np.testing.assert_allclose(to_numpy(moe(x)), to_numpy(moe(x[None]))[0], atol=1e-5)
+
+
+def test_expert_initializers_apply_per_expert():
+    moe = build_moe(num_experts=3, kernel_initializer=keras.initializers.Constant(0.5))
+    np.testing.assert_allclose(to_numpy(moe.expert_kernel_in), 0.5)
+    # Default: Glorot uniform over one expert's fans, not the stacked tensor's.
+    moe = build_moe(channels=64, num_experts=16, hidden_dim=64)
+    limit = np.sqrt(6.0 / (64 + 64))
+    kernel = to_numpy(moe.expert_kernel_in)
+    assert np.abs(kernel).max() <= limit + 1e-6
+    assert np.abs(kernel).max() > 0.9 * limit
