@@ -8,6 +8,7 @@ mixing with timing signals) and MoELayer (sparse experts).
     python -m keras_multimodel demo --steps_per_epoch 200 --epochs 3
 """
 
+import os
 import time
 
 import keras
@@ -63,8 +64,6 @@ def run(steps_per_epoch=200, epochs=3, batch_size=64, length=12, output_dir=None
     majority = np.array([np.bincount(y_train[:, t]).argmax() for t in range(length)])
     baseline = float((y_test == majority[None, :]).mean())
     if output_dir:
-        import os
-
         os.makedirs(output_dir, exist_ok=True)
         model.save(os.path.join(output_dir, "digit_sorter.keras"))
     return {"accuracy": float(accuracy), "baseline_accuracy": baseline, "seconds": seconds}

@@ -48,16 +48,10 @@ def reference_mixture(moe, x, routing):
 
 
 def mixture_of(moe, x, mask=None, training=False):
-    """The MoE branch alone: undo the residual + LayerNorm by reading the sublayers."""
+    """The MoE branch alone (no residual + LayerNorm), with its routing and dispatch."""
     tokens = ops.reshape(x, (-1, x.shape[-1]))
-    valid = moe._valid(tokens, mask)
-    routing = moe._route(tokens, valid, training)
-    factor = moe.capacity_factor if training else moe.eval_capacity_factor
-    capacity = moe_routing.expert_capacity(tokens.shape[0], moe.num_experts, moe.top_k, factor)
-    plan = moe_routing.dispatch(routing.experts, valid, moe.num_experts, capacity)
-    expert_outputs = moe._experts(moe_routing.gather_expert_inputs(tokens, plan, moe.num_experts))
-    mixture = moe_routing.combine_expert_outputs(expert_outputs, plan, routing.gates)
-    return to_numpy(mixture).reshape(x.shape), routing, plan, capacity
+    mixture, routing, plan = moe.mixture(tokens, moe._valid(tokens, mask), training)
+    return to_numpy(mixture).reshape(x.shape), routing, plan, plan.capacity
 
 
 def randomize_gates(moe, rng, scale=1.0):

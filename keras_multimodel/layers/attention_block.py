@@ -203,12 +203,12 @@ class AttentionBlock(keras.layers.Layer):
             `(outputs, cache)`: outputs `(batch, 1, channels)` and the updated cache.
         """
         x = ops.cast(x, self.compute_dtype)
-        query = self.query_dense(self._timed(x, start=index))  # (B, 1, N, H)
+        timed = self._timed(x, start=index)
+        query = self.query_dense(timed)  # (B, 1, N, H)
         if self._is_cross_attention:
             key, value = cache["key"], cache["value"]
             mask = attention_mask(1, key_mask=context_mask)
         else:
-            timed = self._timed(x, start=index)
             start = (0, index, 0, 0)
             key = ops.slice_update(cache["key"], start, self.key_dense(timed))
             value = ops.slice_update(cache["value"], start, self.value_dense(timed))

@@ -210,10 +210,19 @@ class MoELayer(keras.layers.Layer):
         outputs = ops.matmul(hidden, self.expert_kernel_out)  # (E, C, d)
         return outputs + self.expert_bias_out[:, None, :]
 
-    def call(self, x, mask=None, training=None):
-        input_shape = ops.shape(x)
-        tokens = ops.reshape(x, (-1, input_shape[-1]))  # (N, d)
-        valid = self._valid(tokens, mask)  # (N,)
+    def mixture(self, tokens, valid, training=False):
+        """The expert mixture alone, before residual and LayerNorm.
+
+        Args:
+            tokens: `(N, channels)`.
+            valid: `(N,)` float32, 1 for real tokens and 0 for padding.
+            training: whether gating noise and the training capacity apply.
+
+        Returns:
+            `(mixture, routing, dispatch)`: the `(N, channels)` gate-weighted sum of
+            the kept experts' outputs, the `moe_routing.Routing` and the
+            `moe_routing.Dispatch`.
+        """
         routing = self._route(tokens, valid, training)
         factor = self.capacity_factor if training else self.eval_capacity_factor
         capacity = moe_routing.expert_capacity(
@@ -223,6 +232,12 @@ class MoELayer(keras.layers.Layer):
         expert_inputs = moe_routing.gather_expert_inputs(tokens, plan, self.num_experts)
         expert_outputs = self._experts(expert_inputs)  # (E, C, d)
         mixture = moe_routing.combine_expert_outputs(expert_outputs, plan, routing.gates)
+        return mixture, routing, plan
+
+    def call(self, x, mask=None, training=None):
+        input_shape = ops.shape(x)
+        tokens = ops.reshape(x, (-1, input_shape[-1]))  # (N, d)
+        mixture, routing, plan = self.mixture(tokens, self._valid(tokens, mask), training)
         mixture = ops.reshape(ops.cast(mixture, x.dtype), input_shape)
         self.add_loss(self.loss_coef * routing.aux_loss)
         self.dropped_fraction.assign(plan.dropped_fraction)

@@ -45,6 +45,7 @@ class Dispatch(NamedTuple):
             choice-major (all first choices, then all second choices, ...);
             `E * C` for assignments that are padding or over capacity.
         top_k: k, the number of choices per token.
+        capacity: C, slots per expert.
         kept: `(k * N,)` bool, True where the assignment got a slot.
         slot_tokens: `(E * C,)` int32 token held by each slot (0 where empty).
         filled: `(E * C,)` bool, True where the slot holds a token.
@@ -53,6 +54,7 @@ class Dispatch(NamedTuple):
 
     slots: object
     top_k: int
+    capacity: object
     kept: object
     slot_tokens: object
     filled: object
@@ -160,7 +162,8 @@ def dispatch(experts, valid, num_experts, capacity):
     routed = ops.tile(ops.cast(valid, "int32"), (top_k,))  # (k*N,)
     one_hot = ops.one_hot(choice_major, num_experts, dtype="int32") * routed[:, None]
     # Slot of each assignment: its rank among earlier assignments to the same expert.
-    position = ops.sum((ops.cumsum(one_hot, axis=0) - 1) * one_hot, axis=1)  # (k*N,)
+    running = ops.cumsum(one_hot, axis=0)  # (k*N, E)
+    position = ops.sum((running - 1) * one_hot, axis=1)  # (k*N,)
     kept = ops.logical_and(routed > 0, position < capacity)
     overflow_slot = num_experts * capacity
     slots = ops.where(kept, choice_major * capacity + position, overflow_slot)  # (k*N,)
@@ -170,7 +173,7 @@ def dispatch(experts, valid, num_experts, capacity):
     num_assignments = ops.shape(choice_major)[0]
     expert_key = ops.where(routed > 0, choice_major, num_experts)  # padding sorts last
     order = ops.argsort(expert_key * num_assignments + ops.arange(num_assignments))  # (k*N,)
-    counts = ops.sum(one_hot, axis=0)  # (E,)
+    counts = running[-1]  # (E,) assignments per expert
     starts = ops.cumsum(counts) - counts  # (E,)
     slot_index = ops.arange(capacity, dtype="int32")  # (C,)
     sorted_index = ops.minimum(starts[:, None] + slot_index[None, :], num_assignments - 1)
@@ -180,7 +183,7 @@ def dispatch(experts, valid, num_experts, capacity):
     num_routed = ops.cast(ops.sum(routed), "float32")
     num_dropped = num_routed - ops.cast(ops.sum(ops.cast(kept, "int32")), "float32")
     dropped_fraction = num_dropped / ops.maximum(num_routed, 1.0)
-    return Dispatch(slots, top_k, kept, slot_tokens, filled, dropped_fraction)
+    return Dispatch(slots, top_k, capacity, kept, slot_tokens, filled, dropped_fraction)
 
 
 def gather_expert_inputs(x, dispatch_, num_experts):
