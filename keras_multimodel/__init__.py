@@ -1,18 +1,26 @@
 """keras-multimodel: the MultiModel of "One Model To Learn Them All" for Keras 3.
 
-Reusable layers live in `keras_multimodel.layers`:
-
 ```python
 import keras_multimodel as kmm
+from keras_multimodel.modalities import ClassLabel, Image, Text
 
-block = kmm.layers.ConvBlock(64)
-attention = kmm.layers.AttentionBlock(num_heads=4)
-moe = kmm.layers.MoELayer(num_experts=8, hidden_dim=128)
+model = kmm.MultiModel(
+    [
+        kmm.Task("classify", inputs=Image(channels=1), targets=ClassLabel(10)),
+        kmm.Task("translate", inputs=Text(1000), targets=Text(1000)),
+    ],
+    preset="tiny",
+)
 ```
+
+Reusable layers live in `keras_multimodel.layers`, modality nets in
+`keras_multimodel.modalities`, input pipelines in `keras_multimodel.data`.
 """
 
-from keras_multimodel import layers
+from keras_multimodel import data, layers, modalities, models
+from keras_multimodel.models import MultiModel
+from keras_multimodel.task import Task
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
-__all__ = ["layers", "__version__"]
+__all__ = ["MultiModel", "Task", "data", "layers", "modalities", "models", "__version__"]

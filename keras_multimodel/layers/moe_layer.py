@@ -210,13 +210,14 @@ class MoELayer(keras.layers.Layer):
         outputs = ops.matmul(hidden, self.expert_kernel_out)  # (E, C, d)
         return outputs + self.expert_bias_out[:, None, :]
 
-    def mixture(self, tokens, valid, training=False):
+    def mixture(self, tokens, valid, training=False, no_drops=False):
         """The expert mixture alone, before residual and LayerNorm.
 
         Args:
             tokens: `(N, channels)`.
             valid: `(N,)` float32, 1 for real tokens and 0 for padding.
             training: whether gating noise and the training capacity apply.
+            no_drops: give every expert `N` slots, whatever the capacity factors.
 
         Returns:
             `(mixture, routing, dispatch)`: the `(N, channels)` gate-weighted sum of
@@ -225,6 +226,7 @@ class MoELayer(keras.layers.Layer):
         """
         routing = self._route(tokens, valid, training)
         factor = self.capacity_factor if training else self.eval_capacity_factor
+        factor = None if no_drops else factor
         capacity = moe_routing.expert_capacity(
             ops.shape(tokens)[0], self.num_experts, self.top_k, factor
         )
@@ -242,6 +244,26 @@ class MoELayer(keras.layers.Layer):
         self.add_loss(self.loss_coef * routing.aux_loss)
         self.dropped_fraction.assign(plan.dropped_fraction)
         return self.norm(x + self.dropout_layer(mixture, training=training))
+
+    def step(self, x, mask=None):
+        """Inference without drops, aux loss or state updates (decoding, `generate`).
+
+        Every real token gets all its `top_k` experts (capacity = tokens), so a
+        token's output does not depend on the other tokens in the call: one decoding
+        position at a time gives the same outputs as the whole sequence at once.
+
+        Args:
+            x: `(batch, length, channels)` or `(tokens, channels)`.
+            mask: optional padding mask.
+
+        Returns:
+            A tensor of the same shape as `x`.
+        """
+        x = ops.cast(x, self.compute_dtype)
+        input_shape = ops.shape(x)
+        tokens = ops.reshape(x, (-1, input_shape[-1]))  # (N, d)
+        mixture, _, _ = self.mixture(tokens, self._valid(tokens, mask), no_drops=True)
+        return self.norm(x + ops.reshape(ops.cast(mixture, x.dtype), input_shape))
 
     def _clear_losses(self):
         # Keras clears a layer's losses whenever the layer is the outermost call. Under

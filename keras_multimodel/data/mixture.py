@@ -1,0 +1,204 @@
+"""`mixture`: per-task `tf.data` examples -> the multi-task batches `MultiModel.fit` takes."""
+
+import math
+
+import tensorflow as tf
+
+from keras_multimodel.task import TaskPlan
+
+
+def bucket_boundaries(max_length, num_buckets):
+    """`num_buckets` padded lengths up to `max_length`, each about twice the previous.
+
+    Lengths are rounded up to a multiple of 8 (at most `max_length`).
+
+    >>> bucket_boundaries(256, 4)
+    [32, 64, 128, 256]
+    """
+    boundaries = []
+    for j in range(num_buckets):
+        length = math.ceil(max_length / 2 ** (num_buckets - 1 - j))
+        boundaries.append(min(max_length, 8 * math.ceil(length / 8)))
+    return boundaries
+
+
+def _plan(tasks):
+    if hasattr(tasks, "plan"):  # a MultiModel
+        return tasks.plan
+    if isinstance(tasks, TaskPlan):
+        return tasks
+    return TaskPlan(tasks)
+
+
+def _rates(plan, datasets, rates):
+    if rates is None:
+        rates = {name: 1.0 for name in datasets}
+    unknown = sorted(set(rates) - set(datasets))
+    if unknown:
+        raise ValueError(f"mixture: `rates` name tasks without datasets: {unknown}.")
+    missing = sorted(set(datasets) - set(rates))
+    if missing:
+        raise ValueError(f"mixture: `rates` has no rate for tasks {missing}; give every task one.")
+    for name, rate in rates.items():
+        if not isinstance(rate, (int, float)) or rate < 0 or math.isnan(rate):
+            raise ValueError(f"mixture: rate of task {name!r} must be a number >= 0; got {rate!r}.")
+    total = sum(rates.values())
+    if total <= 0:
+        raise ValueError("mixture: at least one task needs a positive rate.")
+    return {name: rate / total for name, rate in rates.items()}
+
+
+def mixture(datasets, batch_size, tasks, rates=None, num_buckets=4, repeat=True,
+            shuffle_buffer=1024, seed=None):
+    """Mixes per-task datasets into the batches `MultiModel.fit` consumes.
+
+    Each element is `{group: {"inputs", "targets", "task_id"}}` with one sub-batch per
+    group of tasks present in `datasets` (tasks sharing input and target nets; see
+    `MultiModel.groups`). Group g gets `round(batch_size * rate_g)` examples (at
+    least 1), where `rate_g` sums its tasks' normalised `rates`; inside a group,
+    tasks are sampled in proportion to their rates.
+
+    Variable-length tensors (text, waveforms) are padded with 0 to one of
+    `num_buckets` lengths per modality (`bucket_boundaries`); one bucket index is
+    chosen per batch (the smallest that fits every group), so a `fit` compiles at
+    most `num_buckets` train programs. Examples longer than their modality's
+    `max_length` raise an error while iterating; nothing is truncated.
+
+    Args:
+        datasets: `{task name: tf.data.Dataset}` of `(inputs, targets)` examples
+            (unbatched).
+        batch_size: examples per step, over all groups.
+        tasks: the `MultiModel` (or its list of `Task`s) the batches are for.
+        rates: `{task name: rate}`; uniform over tasks when None.
+        num_buckets: padded lengths per variable-length tensor.
+        repeat: repeat every task forever (train with `steps_per_epoch`); with
+            False the mixture ends when its first group runs out.
+        shuffle_buffer: examples shuffled per task; 0 to keep the order.
+        seed: seed of shuffling and task sampling.
+
+    Returns:
+        A `tf.data.Dataset` of batches, prefetched.
+
+    Example:
+    >>> import numpy as np, tensorflow as tf
+    >>> import keras_multimodel as kmm
+    >>> from keras_multimodel.modalities import ClassLabel, Image
+    >>> task = kmm.Task("digits", Image(channels=1), ClassLabel(10))
+    >>> examples = tf.data.Dataset.from_tensor_slices(
+    ...     (np.zeros((8, 28, 28, 1), "uint8"), np.arange(8) % 10))
+    >>> batch = next(iter(kmm.data.mixture({"digits": examples}, 4, tasks=[task])))
+    >>> batch["image_to_class_label"]["inputs"].shape.as_list()
+    [4, 28, 28, 1]
+    """
+    plan = _plan(tasks)
+    if not isinstance(datasets, dict) or not datasets:
+        raise ValueError("mixture: `datasets` must be a non-empty {task name: tf.data.Dataset}.")
+    for name, dataset in datasets.items():
+        plan.task(name)  # unknown names list the known tasks
+        if not isinstance(dataset, tf.data.Dataset):
+            raise ValueError(
+                f"mixture: the dataset of task {name!r} must be a tf.data.Dataset of "
+                f"(inputs, targets) examples; received {type(dataset).__name__}."
+            )
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"mixture: `batch_size` must be a positive int; got {batch_size!r}.")
+    if isinstance(num_buckets, bool) or not isinstance(num_buckets, int) or num_buckets < 1:
+        raise ValueError(f"mixture: `num_buckets` must be a positive int; got {num_buckets!r}.")
+    rates = _rates(plan, datasets, rates)
+
+    groups, max_lengths = {}, {}
+    for group, names in plan.groups.items():
+        names = [name for name in names if name in datasets and rates[name] > 0]
+        if not names:
+            continue
+        task = plan.task(names[0])
+        max_lengths[group] = {
+            "inputs": task.inputs.max_lengths("inputs"),
+            "targets": task.targets.max_lengths("targets"),
+            "task_id": None,
+        }
+        streams = [_task_stream(plan, name, datasets[name], repeat, shuffle_buffer, seed)
+                   for name in names]
+        group_rate = sum(rates[name] for name in names)
+        if len(streams) == 1:
+            stream = streams[0]
+        else:
+            stream = tf.data.Dataset.sample_from_datasets(
+                streams, weights=[rates[name] / group_rate for name in names], seed=seed,
+                stop_on_empty_dataset=True,
+            )
+        size = max(1, round(batch_size * group_rate))
+        groups[group] = stream.padded_batch(size, drop_remainder=True)
+    batches = tf.data.Dataset.zip(groups)
+    return batches.map(
+        lambda batch: _pad_to_bucket(batch, max_lengths, num_buckets),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    ).prefetch(tf.data.AUTOTUNE)
+
+
+def _task_stream(plan, name, dataset, repeat, shuffle_buffer, seed):
+    task = plan.task(name)
+    task_id = plan.task_index[name]
+
+    def prepare(*example):
+        if len(example) != 2:
+            raise ValueError(
+                f"mixture: task {name!r} examples must be (inputs, targets) pairs; received "
+                f"{len(example)} components."
+            )
+        inputs = task.inputs.prepare(example[0], "inputs")
+        targets = task.targets.prepare(example[1], "targets")
+        for role, value, limits in (
+            ("inputs", inputs, task.inputs.max_lengths("inputs")),
+            ("targets", targets, task.targets.max_lengths("targets")),
+        ):
+            for tensor, limit in zip(tf.nest.flatten(value), _flat_limits(value, limits),
+                                     strict=True):
+                if limit is not None:
+                    tf.debugging.assert_less_equal(
+                        tf.shape(tensor)[0], limit,
+                        message=f"task {name!r}: {role} longer than the modality's "
+                        f"max_length={limit}; shorten them or raise max_length",
+                    )
+        return {"inputs": inputs, "targets": targets, "task_id": tf.constant(task_id, "int32")}
+
+    stream = dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+    if shuffle_buffer:
+        stream = stream.shuffle(shuffle_buffer, seed=seed)
+    return stream.repeat() if repeat else stream
+
+
+def _flat_limits(value, limits):
+    """`limits` (None, an int, or a dict of them) aligned with `tf.nest.flatten(value)`."""
+    if limits is None or isinstance(limits, int):
+        return [limits] * len(tf.nest.flatten(value))
+    flat = []
+    for key in sorted(limits):
+        flat.extend(_flat_limits(value[key], limits[key]))
+    return flat
+
+
+def _pad_to_bucket(batch, max_lengths, num_buckets):
+    """Pads every variable-length tensor to its boundary for one shared bucket index."""
+    flat = {group: tf.nest.flatten(sub_batch) for group, sub_batch in batch.items()}
+    bounds = {
+        group: [None if limit is None else tf.constant(bucket_boundaries(limit, num_buckets))
+                for limit in _flat_limits(batch[group], max_lengths[group])]
+        for group in batch
+    }
+    index = tf.constant(0, "int64")  # the smallest bucket that fits every tensor
+    for group in batch:
+        for tensor, boundary in zip(flat[group], bounds[group], strict=True):
+            if boundary is not None:
+                index = tf.maximum(index, tf.argmax(boundary >= tf.shape(tensor)[1]))
+    padded = {}
+    for group in batch:
+        out = []
+        for tensor, boundary in zip(flat[group], bounds[group], strict=True):
+            if boundary is not None:
+                extra = tf.gather(boundary, index) - tf.shape(tensor)[1]
+                paddings = [[0, 0], [0, extra]] + [[0, 0]] * (tensor.shape.rank - 2)
+                tensor = tf.pad(tensor, paddings)
+            out.append(tensor)
+        padded[group] = tf.nest.pack_sequence_as(batch[group], out)
+    return padded

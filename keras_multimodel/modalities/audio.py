@@ -1,0 +1,161 @@
+"""Audio modality: waveforms -> log-mel features -> a shortened sequence."""
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_multimodel.modalities.base import Modality, describe, register_modality
+
+
+@register_modality
+class Audio(Modality):
+    """Audio modality net (input only): float waveforms with lengths.
+
+    Inputs are `{"waveform": (batch, samples) float, "length": (batch,) int}` (or a
+    bare `(batch, samples)` array, every sample real). The bottom computes log-mel
+    features inside the model (`keras.layers.MelSpectrogram`, 25 ms windows every
+    10 ms by default), then `num_conv_layers` strided convolutions, each halving
+    time. Positions past each waveform's length are masked.
+
+    Args:
+        sample_rate: samples per second of the waveforms.
+        num_mel_bins: mel channels.
+        frame_length: samples per analysis window.
+        frame_step: samples between windows.
+        num_conv_layers: stride-2 conv layers after the features.
+        max_length: the longest waveform accepted, in samples (30 s by default).
+        **kwargs: `Modality` arguments.
+
+    Example:
+    >>> import numpy as np
+    >>> net = Audio().bind(hidden_size=16)
+    >>> x, mask = net.bottom({"waveform": np.zeros((2, 16000), "float32"),
+    ...                       "length": np.array([16000, 8000])})
+    >>> tuple(x.shape), [int(n) for n in np.asarray(mask).sum(axis=1)]
+    ((2, 26, 16), [26, 13])
+    """
+
+    can_be_target = False
+    is_sequence = False
+
+    def __init__(self, sample_rate=16000, num_mel_bins=80, frame_length=400, frame_step=160,
+                 num_conv_layers=2, max_length=30 * 16000, **kwargs):
+        super().__init__(**kwargs)
+        for arg, value in (
+            ("sample_rate", sample_rate), ("num_mel_bins", num_mel_bins),
+            ("frame_length", frame_length), ("frame_step", frame_step),
+            ("num_conv_layers", num_conv_layers), ("max_length", max_length),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"Audio: `{arg}` must be a positive int; received {value!r}.")
+        self.sample_rate = sample_rate
+        self.num_mel_bins = num_mel_bins
+        self.frame_length = frame_length
+        self.frame_step = frame_step
+        self.num_conv_layers = num_conv_layers
+        self.max_length = max_length
+
+    def build(self, input_shape=None):
+        d = self._require_hidden_size()
+        fft_length = 1 << (self.frame_length - 1).bit_length()
+        self.features = keras.layers.MelSpectrogram(
+            fft_length=fft_length,
+            sequence_stride=self.frame_step,
+            sequence_length=self.frame_length,
+            sampling_rate=self.sample_rate,
+            num_mel_bins=self.num_mel_bins,
+            power_to_db=False,  # log below: per example, no batch-wide max
+            dtype="float32",
+            name="mel_spectrogram",
+        )
+        self.convs, self.norms = [], []
+        channels = self.num_mel_bins
+        for i in range(self.num_conv_layers):
+            conv = keras.layers.Conv1D(
+                d, 3, strides=2, padding="same", use_bias=False, dtype=self.dtype_policy,
+                name=f"conv_{i}",
+            )
+            conv.build((None, None, channels))
+            norm = keras.layers.LayerNormalization(dtype=self.dtype_policy, name=f"norm_{i}")
+            norm.build((None, None, d))
+            self.convs.append(conv)
+            self.norms.append(norm)
+            channels = d
+        self.built = True
+
+    def bottom(self, inputs, training=None):
+        waveform, length = inputs["waveform"], inputs["length"]
+        mel = self.features(ops.cast(waveform, "float32"))  # (B, mels, frames)
+        x = ops.log(ops.transpose(mel, (0, 2, 1)) + 1e-6)  # (B, frames, mels)
+        frames = ops.cast(length, "int32") // self.frame_step + 1  # centred windows
+        for conv, norm in zip(self.convs, self.norms, strict=True):
+            mask = ops.arange(ops.shape(x)[1])[None, :] < frames[:, None]  # (B, T)
+            x = x * ops.cast(mask, x.dtype)[..., None]
+            x = ops.relu(norm(conv(ops.cast(x, self.compute_dtype))))  # (B, ceil(T/2), d)
+            frames = (frames + 1) // 2
+        mask = ops.arange(ops.shape(x)[1])[None, :] < frames[:, None]
+        return x, mask
+
+    def check_inputs(self, inputs, task_name):
+        if not isinstance(inputs, dict):
+            shape = tuple(getattr(inputs, "shape", np.shape(inputs)))
+            inputs = {"waveform": inputs,
+                      "length": np.full(shape[:1], shape[-1] if shape else 0, "int32")}
+        if set(inputs) != {"waveform", "length"}:
+            raise ValueError(
+                f"Task {task_name!r} takes audio: a (batch, samples) float waveform array, "
+                f"or a dict with keys 'waveform' and 'length'; received keys {sorted(inputs)}."
+            )
+        waveform, length = inputs["waveform"], inputs["length"]
+        shape = tuple(getattr(waveform, "shape", np.shape(waveform)))
+        dtype = keras.backend.standardize_dtype(getattr(waveform, "dtype", "object"))
+        if len(shape) != 2 or "float" not in dtype:
+            raise ValueError(
+                f"Task {task_name!r} takes audio: float waveforms of shape (batch, samples) "
+                f"at {self.sample_rate} Hz; received {describe(waveform)}."
+            )
+        if shape[1] is not None and shape[1] > self.max_length:
+            raise ValueError(
+                f"Task {task_name!r}: waveforms of {shape[1]} samples exceed the configured "
+                f"maximum max_length={self.max_length}. Split the audio, or build the "
+                "modality with a larger `max_length`."
+            )
+        lengths = np.asarray(length)
+        if lengths.shape != shape[:1] or (lengths.size and (
+                lengths.min() < 1 or lengths.max() > shape[1])):
+            raise ValueError(
+                f"Task {task_name!r}: audio 'length' must hold one length per waveform, in "
+                f"[1, {shape[1]}]; received {describe(lengths)} with values "
+                f"{lengths.tolist()[:8]}."
+            )
+        return {"waveform": ops.convert_to_tensor(waveform, "float32"),
+                "length": ops.convert_to_tensor(lengths, "int32")}
+
+    def prepare(self, value, role):
+        import tensorflow as tf
+
+        if isinstance(value, dict):
+            waveform, length = value["waveform"], value["length"]
+        else:
+            waveform = value
+            length = tf.shape(waveform)[0]
+        waveform = tf.cast(waveform, "float32")
+        tf.debugging.assert_rank(waveform, 1, message="audio waveforms must be 1-D per example")
+        return {"waveform": waveform, "length": tf.reshape(tf.cast(length, "int32"), [])}
+
+    def max_lengths(self, role):
+        return {"waveform": self.max_length, "length": None}
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "sample_rate": self.sample_rate,
+                "num_mel_bins": self.num_mel_bins,
+                "frame_length": self.frame_length,
+                "frame_step": self.frame_step,
+                "num_conv_layers": self.num_conv_layers,
+                "max_length": self.max_length,
+            }
+        )
+        return config

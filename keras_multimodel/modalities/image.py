@@ -1,0 +1,119 @@
+"""Image modality: raw pixels -> a sequence of positions."""
+
+import keras
+from keras import ops
+
+from keras_multimodel.modalities.base import Modality, describe, register_modality
+
+
+@register_modality
+class Image(Modality):
+    """Image modality net (input only): raw pixels to a sequence of positions.
+
+    The bottom takes `(batch, height, width, channels)` images, uint8 or float, of
+    any fixed size, standardises each image inside the model (zero mean, unit
+    variance, so uint8 `[0, 255]` and float `[0, 1]` pixels give the same
+    features and serving takes raw pixels), then runs the entry flow: two 3x3
+    convolutions (the first with stride 2) and `num_blocks` residual blocks of two
+    separable 3x3 convolutions with a stride-2 max-pool (Kaiser et al., 2017, 2.3).
+    The `(batch, H', W', hidden_size)` result, `H' = ceil(height / 2^(num_blocks+1))`,
+    is flattened to `(batch, H' * W', hidden_size)` with every position real.
+
+    Args:
+        channels: number of image channels (1 for grayscale, 3 for RGB).
+        num_blocks: residual blocks; each halves the height and width.
+        **kwargs: `Modality` arguments.
+
+    Example:
+    >>> import numpy as np
+    >>> net = Image(channels=1).bind(hidden_size=32)
+    >>> x, mask = net.bottom(np.zeros((2, 28, 28, 1), "uint8"))
+    >>> tuple(x.shape), tuple(mask.shape)
+    ((2, 16, 32), (2, 16))
+    """
+
+    can_be_target = False
+    is_sequence = False
+
+    def __init__(self, channels=3, num_blocks=2, **kwargs):
+        super().__init__(**kwargs)
+        for arg, value in (("channels", channels), ("num_blocks", num_blocks)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"Image: `{arg}` must be a positive int; received {value!r}.")
+        self.channels = channels
+        self.num_blocks = num_blocks
+
+    def build(self, input_shape=None):
+        d = self._require_hidden_size()
+        image_shape = (None, None, None, self.channels)
+
+        def conv(layer_cls, filters, name, shape, **kwargs):
+            layer = layer_cls(
+                filters, 3, padding="same", use_bias=False, dtype=self.dtype_policy,
+                name=name, **kwargs,
+            )
+            layer.build(shape)
+            return layer
+
+        def norm(name, channels=d):
+            layer = keras.layers.LayerNormalization(dtype=self.dtype_policy, name=name)
+            layer.build((None, None, None, channels))
+            return layer
+
+        half = max(d // 2, 1)
+        self.stem_convs = [
+            conv(keras.layers.Conv2D, half, "stem_conv_0", image_shape, strides=2),
+            conv(keras.layers.Conv2D, d, "stem_conv_1", (None, None, None, half)),
+        ]
+        self.stem_norms = [norm("stem_norm_0", half), norm("stem_norm_1")]
+        feature_shape = (None, None, None, d)
+        self.block_convs, self.block_norms, self.block_pools = [], [], []
+        for i in range(self.num_blocks):
+            self.block_convs.append(
+                [conv(keras.layers.SeparableConv2D, d, f"block_{i}_conv_{j}", feature_shape)
+                 for j in range(2)]
+            )
+            self.block_norms.append([norm(f"block_{i}_norm_{j}") for j in range(2)])
+            self.block_pools.append(
+                keras.layers.MaxPooling2D(3, strides=2, padding="same", dtype=self.dtype_policy)
+            )
+        self.built = True
+
+    def bottom(self, inputs, training=None):
+        x = ops.cast(inputs, "float32")
+        mean = ops.mean(x, axis=(1, 2, 3), keepdims=True)
+        variance = ops.var(x, axis=(1, 2, 3), keepdims=True)
+        size = ops.cast(ops.prod(ops.shape(x)[1:]), "float32")
+        x = (x - mean) / ops.maximum(ops.sqrt(variance), ops.rsqrt(size))  # per-image standardised
+        x = ops.cast(x, self.compute_dtype)
+        for conv, norm in zip(self.stem_convs, self.stem_norms, strict=True):
+            x = ops.relu(norm(conv(x)))  # (B, H/2, W/2, d) after the strided conv
+        for convs, norms, pool in zip(
+            self.block_convs, self.block_norms, self.block_pools, strict=True
+        ):
+            h = x
+            for conv, norm in zip(convs, norms, strict=True):
+                h = norm(conv(ops.relu(h)))
+            x = pool(h) + pool(x)  # residual, (B, H/2, W/2, d)
+        shape = ops.shape(x)
+        x = ops.reshape(x, (shape[0], shape[1] * shape[2], shape[3]))  # (B, H'W', d)
+        return x, ops.ones(ops.shape(x)[:2], dtype="bool")
+
+    def check_inputs(self, inputs, task_name):
+        shape = tuple(getattr(inputs, "shape", ()))
+        dtype = keras.backend.standardize_dtype(getattr(inputs, "dtype", "object"))
+        if len(shape) != 4 or shape[-1] != self.channels or not (
+            dtype == "uint8" or "float" in dtype
+        ):
+            raise ValueError(
+                f"Task {task_name!r} takes images: uint8 or float pixels of shape "
+                f"(batch, height, width, {self.channels}); received {describe(inputs)}."
+                + (" Integer ids of rank 2 look like text: use a text task." if len(shape) == 2
+                   and "int" in dtype else "")
+            )
+        return ops.convert_to_tensor(inputs)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"channels": self.channels, "num_blocks": self.num_blocks})
+        return config

@@ -1,0 +1,139 @@
+"""Text (symbol) modality: token ids <-> the body's representation."""
+
+import math
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_multimodel.modalities.base import Modality, describe, register_modality
+
+
+def check_token_ids(inputs, task_name, what, vocab_size, max_length, hint=""):
+    """Validates `(batch, length)` integer ids: dtype, rank, range, length."""
+    shape = tuple(getattr(inputs, "shape", np.shape(inputs)))
+    dtype = keras.backend.standardize_dtype(getattr(inputs, "dtype", np.asarray(inputs).dtype))
+    if len(shape) != 2 or "int" not in dtype:
+        raise ValueError(
+            f"Task {task_name!r} takes {what}: integer token ids of shape (batch, length) "
+            f"with 0 as padding; received {describe(inputs)}.{hint}"
+        )
+    if shape[1] is not None and shape[1] > max_length:
+        raise ValueError(
+            f"Task {task_name!r}: {what} of length {shape[1]} exceed the configured maximum "
+            f"max_length={max_length}. Shorten them, or build the modality with a larger "
+            "`max_length`."
+        )
+    if isinstance(inputs, np.ndarray) and inputs.size:
+        low, high = int(inputs.min()), int(inputs.max())
+        if low < 0 or high >= vocab_size:
+            raise ValueError(
+                f"Task {task_name!r}: {what} must be token ids in [0, {vocab_size}); "
+                f"received ids in [{low}, {high}]."
+            )
+    return ops.convert_to_tensor(inputs, dtype="int32")
+
+
+@register_modality
+class Text(Modality):
+    """Text (symbol) modality net: token ids, 0 as padding, in and out.
+
+    Bottom: ids `(batch, length)` -> embeddings scaled by `sqrt(hidden_size)`, with
+    the mask `ids != 0`. Top: a linear softmax over the vocabulary; loss is
+    cross-entropy with label smoothing 0.1 by default. Targets are embedded by the
+    same embedding to feed the decoder, so one vocabulary serves inputs and targets
+    of every text task that shares this configuration, as in the paper.
+
+    Args:
+        vocab_size: number of token ids, padding (0) included.
+        max_length: the longest sequence accepted, in tokens; longer inputs are an
+            error, never truncated. It also bounds `generate`'s output length.
+        end_token_id: id that ends a target sequence (`generate` stops there and
+            returns 0 from it on); None when targets have no end token.
+        label_smoothing: label smoothing of the target loss.
+        **kwargs: `Modality` arguments.
+
+    Example:
+    >>> import numpy as np
+    >>> net = Text(vocab_size=100).bind(hidden_size=16)
+    >>> x, mask = net.bottom(np.array([[5, 6, 1, 0]]))
+    >>> tuple(x.shape), mask.numpy().tolist() if hasattr(mask, "numpy") else list(mask)
+    ((1, 4, 16), [[True, True, True, False]])
+    """
+
+    def __init__(self, vocab_size, max_length=256, end_token_id=1, label_smoothing=0.1,
+                 **kwargs):
+        super().__init__(label_smoothing=label_smoothing, **kwargs)
+        for arg, value in (("vocab_size", vocab_size), ("max_length", max_length)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 2:
+                raise ValueError(f"Text: `{arg}` must be an int >= 2; received {value!r}.")
+        if end_token_id is not None and not 0 < end_token_id < vocab_size:
+            raise ValueError(
+                f"Text: `end_token_id` must be in [1, vocab_size) or None (0 is padding); "
+                f"received {end_token_id!r} with vocab_size={vocab_size}."
+            )
+        self.vocab_size = vocab_size
+        self.max_length = max_length
+        self.end_token_id = end_token_id
+
+    def build(self, input_shape=None):
+        d = self._require_hidden_size()
+        self.embedding = keras.layers.Embedding(
+            self.vocab_size,
+            d,
+            embeddings_initializer=keras.initializers.RandomNormal(stddev=d**-0.5),
+            dtype=self.dtype_policy,
+            name="embedding",
+        )
+        self.embedding.build((None, None))
+        self.softmax = keras.layers.Dense(
+            self.vocab_size, use_bias=False, dtype=self.dtype_policy, name="softmax"
+        )
+        self.softmax.build((None, None, d))
+        self.built = True
+
+    def targets_bottom(self, tokens):
+        return self.embedding(tokens) * ops.cast(math.sqrt(self.hidden_size), self.compute_dtype)
+
+    def bottom(self, inputs, training=None):
+        return self.targets_bottom(inputs), ops.not_equal(inputs, 0)
+
+    def check_inputs(self, inputs, task_name):
+        hint = ""
+        if len(np.shape(inputs)) == 4:
+            hint = " A rank-4 array looks like images: use an image task."
+        return check_token_ids(
+            inputs, task_name, "text", self.vocab_size, self.max_length, hint=hint
+        )
+
+    def target_tokens(self, targets):
+        return ops.cast(targets, "int32")
+
+    def top(self, outputs):
+        return self.softmax(outputs)
+
+    def prepare(self, value, role):
+        import tensorflow as tf
+
+        ids = tf.cast(value, "int32")
+        tf.debugging.assert_rank(ids, 1, message=f"text {role} must be 1-D token ids")
+        tf.debugging.assert_less(
+            ids, self.vocab_size, message=f"text {role}: token ids must be < vocab_size="
+            f"{self.vocab_size}",
+        )
+        tf.debugging.assert_non_negative(ids, message=f"text {role}: token ids must be >= 0")
+        return ids
+
+    def max_lengths(self, role):
+        return self.max_length
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "vocab_size": self.vocab_size,
+                "max_length": self.max_length,
+                "end_token_id": self.end_token_id,
+            }
+        )
+        return config

@@ -1,0 +1,171 @@
+"""MultiModel's body: encoder, I/O mixer and decoder (Kaiser et al., 2017, section 2.4).
+
+Notation: B batch, S encoded input positions, T target positions, d hidden size.
+Each part has `init_cache`/`step` for decoding one target position at a time with
+the same outputs as a full call (causal convolutions keep their last inputs,
+attention keeps its keys and values, the MoE runs without drops).
+"""
+
+import keras
+from keras import ops
+
+from keras_multimodel.layers import AttentionBlock, ConvBlock, MoELayer
+
+
+def _built(layer, *shapes):
+    layer.build(*shapes)
+    return layer
+
+
+class _BodyPart(keras.layers.Layer):
+    """Shared constructor: the body configuration and sublayer factories."""
+
+    def __init__(self, config, **kwargs):
+        super().__init__(**kwargs)
+        self.config = dict(config)
+        self.supports_masking = True  # masks are passed explicitly
+
+    def _conv_block(self, name, causal, input_channels=None):
+        c = self.config
+        block = ConvBlock(
+            c["hidden_size"], c["kernel_sizes"], c["dilation_rates"], causal=causal,
+            dropout=c["dropout"], dtype=self.dtype_policy, name=name,
+        )
+        return _built(block, (None, None, input_channels or c["hidden_size"]))
+
+    def _attention(self, name):
+        c = self.config
+        attention = AttentionBlock(
+            c["num_heads"], dropout=c["dropout"], dtype=self.dtype_policy, name=name
+        )
+        shape = (None, None, c["hidden_size"])
+        return _built(attention, shape, shape)
+
+    def _moe(self, name):
+        c = self.config
+        moe = MoELayer(
+            c["num_experts"], c["expert_hidden_size"], top_k=c["top_k"],
+            capacity_factor=c["capacity_factor"],
+            eval_capacity_factor=c["eval_capacity_factor"], loss_coef=c["moe_loss_coef"],
+            dropout=c["dropout"], dtype=self.dtype_policy, name=name,
+        )
+        return _built(moe, (None, None, c["hidden_size"]))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"config": self.config})
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_multimodel")
+class Encoder(_BodyPart):
+    """`encoder_blocks` ConvBlocks ("same" padding) with an MoELayer in the middle.
+
+    Call: `encoder(x (B, S, d), mask (B, S))` -> `(B, S, d)`.
+    """
+
+    def build(self, input_shape=None):
+        blocks = self.config["encoder_blocks"]
+        self.blocks = [self._conv_block(f"conv_block_{i}", causal=False) for i in range(blocks)]
+        self.moe_position = blocks // 2
+        self.moe = self._moe("moe")
+        self.built = True
+
+    def call(self, x, mask=None, training=None):
+        for i, block in enumerate(self.blocks):
+            if i == self.moe_position:
+                x = self.moe(x, mask=mask, training=training)
+            x = block(x, mask=mask, training=training)
+        return x
+
+
+@keras.saving.register_keras_serializable(package="keras_multimodel")
+class IOMixer(_BodyPart):
+    """Mixes the encoded inputs into the shifted targets.
+
+    `q = ConvBlock_causal(shifted)`, `a = Attention(q -> encoded)`, then
+    `ConvBlock_causal(concat[a, shifted])` -> `(B, T, d)`. Causal, so position t
+    sees targets before t only.
+    """
+
+    def build(self, input_shape=None):
+        d = self.config["hidden_size"]
+        self.query_conv = self._conv_block("query_conv_block", causal=True)
+        self.attention = self._attention("attention")
+        self.output_conv = self._conv_block("output_conv_block", causal=True, input_channels=2 * d)
+        self.built = True
+
+    def call(self, shifted, encoded, mask=None, encoded_mask=None, training=None):
+        query = self.query_conv(shifted, mask=mask, training=training)  # (B, T, d)
+        attended = self.attention(
+            query, context=encoded, mask=mask, context_mask=encoded_mask, training=training
+        )
+        mixed = ops.concatenate([attended, shifted], axis=-1)  # (B, T, 2d)
+        return self.output_conv(mixed, mask=mask, training=training)  # (B, T, d)
+
+    def init_cache(self, encoded):
+        batch = ops.shape(encoded)[0]
+        return {
+            "query_conv": self.query_conv.init_cache(batch),
+            "attention": self.attention.init_cache(batch, None, context=encoded),
+            "output_conv": self.output_conv.init_cache(batch),
+        }
+
+    def step(self, shifted, cache, index, encoded_mask):
+        query, query_cache = self.query_conv.step(shifted, cache["query_conv"])
+        attended, _ = self.attention.step(
+            query, cache["attention"], index, context_mask=encoded_mask
+        )
+        mixed = ops.concatenate([attended, ops.cast(shifted, attended.dtype)], axis=-1)
+        output, output_cache = self.output_conv.step(mixed, cache["output_conv"])
+        return output, {
+            "query_conv": query_cache,
+            "attention": cache["attention"],
+            "output_conv": output_cache,
+        }
+
+
+@keras.saving.register_keras_serializable(package="keras_multimodel")
+class Decoder(_BodyPart):
+    """`decoder_layers` of causal ConvBlock + attention to the encoded inputs, with an
+    MoELayer in the middle. Call: `decoder(x (B, T, d), encoded (B, S, d), ...)`.
+    """
+
+    def build(self, input_shape=None):
+        layers = self.config["decoder_layers"]
+        self.blocks = [self._conv_block(f"conv_block_{i}", causal=True) for i in range(layers)]
+        self.attentions = [self._attention(f"attention_{i}") for i in range(layers)]
+        self.moe_position = layers // 2
+        self.moe = self._moe("moe")
+        self.built = True
+
+    def call(self, x, encoded, mask=None, encoded_mask=None, training=None, decoding=False):
+        for i, (block, attention) in enumerate(zip(self.blocks, self.attentions, strict=True)):
+            if i == self.moe_position:
+                # `decoding`: no drops and no aux loss, like `step`.
+                x = self.moe.step(x, mask) if decoding else self.moe(
+                    x, mask=mask, training=training
+                )
+            x = block(x, mask=mask, training=training)
+            x = attention(x, context=encoded, mask=mask, context_mask=encoded_mask,
+                          training=training)
+        return x
+
+    def init_cache(self, encoded):
+        batch = ops.shape(encoded)[0]
+        return {
+            "conv": [block.init_cache(batch) for block in self.blocks],
+            "attention": [a.init_cache(batch, None, context=encoded) for a in self.attentions],
+        }
+
+    def step(self, x, cache, index, encoded_mask):
+        conv_caches = []
+        for i, (block, attention, conv_cache, attention_cache) in enumerate(
+            zip(self.blocks, self.attentions, cache["conv"], cache["attention"], strict=True)
+        ):
+            if i == self.moe_position:
+                x = self.moe.step(x)
+            x, conv_cache = block.step(x, conv_cache)
+            x, _ = attention.step(x, attention_cache, index, context_mask=encoded_mask)
+            conv_caches.append(conv_cache)
+        return x, {"conv": conv_caches, "attention": cache["attention"]}

@@ -1,0 +1,160 @@
+"""`MultiModel.generate`: cached greedy and beam decoding with keras-hub samplers."""
+
+import keras
+import keras_hub
+import numpy as np
+from keras import ops
+
+SAMPLERS = {"greedy": lambda: keras_hub.samplers.GreedySampler(),
+            "beam": lambda: keras_hub.samplers.BeamSampler(num_beams=4)}
+
+
+def _compile(model, fn):
+    """`fn(*tensors)` compiled once per input shape, reading the model's current weights."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        variables = model.variables
+
+        def stateless(values, *args):
+            with keras.StatelessScope(state_mapping=zip(variables, values, strict=True)):
+                return fn(*args)
+
+        jitted = jax.jit(stateless)
+        return lambda *args: jitted([v.value for v in variables], *args)
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(fn, jit_compile=True, reduce_retracing=True)
+    return fn
+
+
+def _clear_after_end(tokens, end_token_id):
+    """Zeroes the end token and everything after it: `(B, L)` ids, 0 = padding."""
+    ended = ops.cumsum(ops.cast(ops.equal(tokens, end_token_id), "int32"), axis=1) > 0
+    return ops.where(ended, ops.zeros_like(tokens), tokens)
+
+
+class GenerationMixin:
+    """Decoding for `MultiModel`: `generate(task, inputs, ...)`."""
+
+    def generate(self, task, inputs, max_length=None, sampler="greedy", use_cache=True,
+                 stop_at_end=True):
+        """Decodes the outputs of `task` for a batch of raw inputs.
+
+        Sequence targets are decoded one position at a time; with `use_cache=True`
+        each step reuses the causal-conv states and attention keys/values of the
+        previous ones (constant cost per step), otherwise every step recomputes the
+        whole prefix (the reference the cache is tested against). The first call for
+        a task group and input shape compiles; later calls reuse it.
+
+        Args:
+            task: task name.
+            inputs: raw inputs of the task's input modality (numpy or tensors).
+            max_length: output positions for sequence targets; defaults to the
+                target modality's `max_length` and may not exceed it.
+            sampler: "greedy", "beam" (4 beams), or a `keras_hub.samplers.Sampler`.
+            use_cache: decode with caches (fast) or by recomputation.
+            stop_at_end: stop once every sequence has produced its end token.
+
+        Returns:
+            numpy int32: class ids `(B,)` for label targets; token ids `(B,
+            max_length)` for sequence targets, with the end token and what follows
+            set to 0 (padding).
+        """
+        task = self.plan.task(task)
+        input_net, target_net = self.nets_of(task.name)
+        inputs = input_net.check_inputs(inputs, task.name)
+        batch = int(ops.shape(keras.tree.flatten(inputs)[0])[0])
+        command = np.full((batch,), self.plan.command_index[task.name], "int32")
+        if not target_net.is_sequence:
+            key = (self.plan.group[task.name], "label")
+            if key not in self._generate_functions:
+                self._generate_functions[key] = _compile(
+                    self, lambda x, c: self._classify(input_net, target_net, x, c)
+                )
+            return np.asarray(ops.convert_to_numpy(self._generate_functions[key](inputs, command)))
+        limit = target_net.max_length
+        max_length = limit if max_length is None else max_length
+        if isinstance(max_length, bool) or not isinstance(max_length, int) or not (
+            0 < max_length <= limit
+        ):
+            raise ValueError(
+                f"generate({task.name!r}): `max_length` must be an int in [1, {limit}] (the "
+                f"target modality's max_length); received {max_length!r}."
+            )
+        if isinstance(sampler, str):
+            if sampler not in SAMPLERS:
+                raise ValueError(
+                    f"generate: unknown sampler {sampler!r}; use one of {sorted(SAMPLERS)} or "
+                    "a keras_hub.samplers.Sampler instance."
+                )
+            sampler_key, sampler = sampler, SAMPLERS[sampler]()
+        elif isinstance(sampler, keras_hub.samplers.Sampler):
+            sampler_key = id(sampler)
+        else:
+            raise ValueError(
+                f"generate: `sampler` must be 'greedy', 'beam' or a keras_hub Sampler; "
+                f"received {sampler!r}."
+            )
+        end = target_net.end_token_id if stop_at_end else None
+        key = (self.plan.group[task.name], sampler_key, bool(use_cache), end)
+        if key not in self._generate_functions:
+            self._generate_functions[key] = _compile(
+                self,
+                lambda x, c, p: self._decode_sequences(
+                    input_net, target_net, x, c, p, sampler, use_cache, end
+                ),
+            )
+        prompt = np.zeros((batch, max_length), "int32")
+        tokens = self._generate_functions[key](inputs, command, prompt)
+        if target_net.end_token_id is not None:
+            tokens = _clear_after_end(tokens, target_net.end_token_id)
+        return np.asarray(ops.convert_to_numpy(tokens))
+
+    def _classify(self, input_net, target_net, inputs, command):
+        encoded, encoded_mask = self.encode(input_net, inputs, training=False)
+        shifted = self.shifted_targets(target_net, None, command)  # (B, 1, d)
+        decoded = self.decode(shifted, encoded, None, encoded_mask, training=False,
+                              decoding=True)
+        return ops.cast(ops.argmax(target_net.top(decoded)[:, 0], axis=-1), "int32")
+
+    def _decode_sequences(self, input_net, target_net, inputs, command, prompt, sampler,
+                          use_cache, end_token_id):
+        encoded, encoded_mask = self.encode(input_net, inputs, training=False)
+        # Everything per example goes in the cache, so beam search can repeat it.
+        state = {
+            "encoded": encoded,
+            "encoded_mask": encoded_mask,
+            "command": self.command_embedding(command)[:, None, :],  # (B, 1, d)
+        }
+        if use_cache:
+            state["mixer"] = self.mixer.init_cache(encoded)
+            state["decoder"] = self.decoder.init_cache(encoded)
+
+        def next_logits(prompt, cache, index):
+            # Input at position `index`: the command token, or the previous output.
+            previous = ops.take(prompt, ops.maximum(index - 1, 0), axis=1)[:, None]  # (B, 1)
+            embedded = ops.cast(target_net.targets_bottom(previous), cache["command"].dtype)
+            shifted = ops.where(ops.equal(index, 0), cache["command"], embedded)  # (B, 1, d)
+            if use_cache:
+                mixed, mixer_cache = self.mixer.step(
+                    shifted, cache["mixer"], index, cache["encoded_mask"]
+                )
+                output, decoder_cache = self.decoder.step(
+                    mixed, cache["decoder"], index, cache["encoded_mask"]
+                )
+                cache = {**cache, "mixer": mixer_cache, "decoder": decoder_cache}
+            else:
+                rest = ops.cast(target_net.targets_bottom(prompt[:, :-1]), embedded.dtype)
+                sequence = ops.concatenate([cache["command"], rest], axis=1)  # (B, L, d)
+                decoded = self.decode(sequence, cache["encoded"], None, cache["encoded_mask"],
+                                      training=False, decoding=True)
+                output = ops.take(decoded, index, axis=1)[:, None]  # (B, 1, d)
+            logits = ops.cast(target_net.top(output)[:, 0], "float32")  # (B, V)
+            return logits, None, cache
+
+        stop = None if end_token_id is None else [end_token_id]
+        return sampler(next_logits, prompt, cache=state, index=0, stop_token_ids=stop,
+                       model=self)

@@ -1,0 +1,207 @@
+"""MultiModel: modality nets around one encoder-mixer-decoder body, trained with `fit`."""
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_multimodel.models import presets
+from keras_multimodel.models.body import Decoder, Encoder, IOMixer
+from keras_multimodel.models.generation import GenerationMixin
+from keras_multimodel.task import Task, TaskPlan
+
+BATCH_KEYS = ("inputs", "targets", "task_id")
+
+
+@keras.saving.register_keras_serializable(package="keras_multimodel")
+class MultiModel(GenerationMixin, keras.Model):
+    """One model for many tasks and modalities (Kaiser et al., 2017).
+
+    Each task's input modality net (bottom) maps raw inputs to a sequence
+    `(B, S, d)`; the **encoder** (ConvBlocks with an MoELayer in the middle)
+    encodes it; the **I/O mixer** attends from the shifted targets to it; the
+    **decoder** (causal ConvBlocks and attention, MoE in the middle) produces one
+    output per target position, and the target modality net (top) maps it to
+    logits. The first decoder input is the task's **command token**, so one decoder
+    serves every task; a label target is a single decoder position.
+
+    **Batches.** `call` and `fit` take `{group: {"inputs", "targets", "task_id"}}`
+    with one sub-batch per group of tasks sharing input and target nets (see
+    `model.groups`); `keras_multimodel.data.mixture` builds such datasets.
+    `compile(optimizer=...)` needs no loss: the loss is the sum over tasks of
+    `loss_weight * (mean target-token loss)` plus the MoE balancing losses, and the
+    logs show `{task}_loss` and `{task}_accuracy` (labels) or
+    `{task}_token_accuracy` (sequences) for every task.
+
+    Args:
+        tasks: list of `keras_multimodel.Task`.
+        preset: "tiny", "base" or "paper" (see `keras_multimodel.models.presets`).
+        **overrides: preset settings to change, e.g. `hidden_size=128`, and base
+            `keras.Model` arguments (`name`, `dtype`).
+
+    Example:
+    >>> import numpy as np
+    >>> import keras_multimodel as kmm
+    >>> from keras_multimodel.modalities import ClassLabel, Image
+    >>> model = kmm.MultiModel([kmm.Task("digits", Image(channels=1), ClassLabel(10))])
+    >>> model.groups
+    {'image_to_class_label': ['digits']}
+    >>> model.generate("digits", np.zeros((2, 28, 28, 1), "uint8")).shape
+    (2,)
+    """
+
+    def __init__(self, tasks, preset="tiny", name="multimodel", dtype=None, **overrides):
+        super().__init__(name=name, dtype=dtype)
+        self.plan = TaskPlan(tasks)
+        self.tasks = self.plan.tasks
+        self.preset = preset
+        self.overrides = dict(overrides)
+        config = presets.resolve(preset, overrides)
+        self.body_config = config
+        d = config["hidden_size"]
+
+        # === Modality nets: one per distinct configuration ===
+        self.nets = {
+            name: spec.bind(d, name=name, dtype=self.dtype_policy)
+            for name, spec in self.plan.nets.items()
+        }
+        # === Body ===
+        self.command_embedding = keras.layers.Embedding(
+            len(self.plan.commands), d, dtype=self.dtype_policy, name="command_embedding"
+        )
+        self.command_embedding.build((None,))
+        self.encoder = Encoder(config, dtype=self.dtype_policy, name="encoder")
+        self.mixer = IOMixer(config, dtype=self.dtype_policy, name="io_mixer")
+        self.decoder = Decoder(config, dtype=self.dtype_policy, name="decoder")
+        for part in (self.encoder, self.mixer, self.decoder):
+            part.build()
+        self._command_of_task = np.array(
+            [self.plan.command_index[t.name] for t in self.tasks], "int32"
+        )
+        # === Per-task logs ===
+        self.task_losses = [keras.metrics.Mean(name=f"{t.name}_loss") for t in self.tasks]
+        self.task_accuracies = [keras.metrics.Mean(name=t.metric_name) for t in self.tasks]
+        self._generate_functions = {}
+        self.built = True
+
+    @property
+    def groups(self):
+        """`{group name: [task names]}`, the sub-batches a batch holds."""
+        return {group: list(names) for group, names in self.plan.groups.items()}
+
+    def nets_of(self, task_name):
+        """The `(input net, target net)` of a task."""
+        task = self.plan.task(task_name)
+        return self.nets[self.plan.input_net[task.name]], self.nets[self.plan.target_net[task.name]]
+
+    # ----- forward -------------------------------------------------------------------
+    def _check_batch(self, batch):
+        if not isinstance(batch, dict) or not batch:
+            raise ValueError(
+                "MultiModel takes a dict {group: {'inputs', 'targets', 'task_id'}}; build it "
+                "with keras_multimodel.data.mixture(...). Received "
+                f"{type(batch).__name__}. Groups of this model: {list(self.plan.groups)}."
+            )
+        for group, sub_batch in batch.items():
+            if group not in self.plan.groups:
+                raise ValueError(
+                    f"Unknown group {group!r} in the batch. This model's groups: "
+                    f"{self.groups}."
+                )
+            if not isinstance(sub_batch, dict) or set(sub_batch) != set(BATCH_KEYS):
+                keys = sorted(sub_batch) if isinstance(sub_batch, dict) else type(sub_batch)
+                raise ValueError(
+                    f"Group {group!r}: a sub-batch is a dict with keys {list(BATCH_KEYS)}; "
+                    f"received {keys}."
+                )
+
+    def encode(self, input_net, inputs, training=None):
+        """Raw inputs -> `(encoded (B, S, d), mask (B, S))`."""
+        x, mask = input_net.bottom(inputs, training=training)
+        return self.encoder(x, mask=mask, training=training), mask
+
+    def shifted_targets(self, target_net, tokens, command):
+        """Decoder inputs `(B, T, d)`: the command token, then targets 0..T-2 embedded."""
+        first = self.command_embedding(command)[:, None, :]  # (B, 1, d)
+        if not target_net.is_sequence:
+            return first
+        rest = target_net.targets_bottom(tokens[:, :-1])  # (B, T-1, d)
+        return ops.concatenate([first, ops.cast(rest, first.dtype)], axis=1)
+
+    def decode(self, shifted, encoded, mask, encoded_mask, training=None, decoding=False):
+        """Mixer and decoder over whole target sequences: `(B, T, d)` outputs."""
+        mixed = self.mixer(shifted, encoded, mask=mask, encoded_mask=encoded_mask,
+                           training=training)
+        return self.decoder(mixed, encoded, mask=mask, encoded_mask=encoded_mask,
+                            training=training, decoding=decoding)
+
+    def call(self, batch, training=None):
+        """`{group: sub-batch}` -> `{group: logits (B, T, classes)}`."""
+        self._check_batch(batch)
+        outputs = {}
+        for group, sub_batch in batch.items():
+            input_net, target_net = self.nets_of(self.plan.groups[group][0])
+            encoded, encoded_mask = self.encode(input_net, sub_batch["inputs"], training)
+            tokens = target_net.target_tokens(sub_batch["targets"])  # (B, T)
+            mask = target_net.target_mask(tokens)
+            command = ops.take(self._command_of_task, ops.cast(sub_batch["task_id"], "int32"))
+            shifted = self.shifted_targets(target_net, tokens, command)
+            decoded = self.decode(shifted, encoded, mask, encoded_mask, training)
+            outputs[group] = target_net.top(decoded)
+        return outputs
+
+    # ----- loss and metrics ------------------------------------------------------------
+    def _task_statistics(self, batch, outputs):
+        """Per task: `(loss sum, target tokens, correct tokens)`, each `(B,)`, and its mask."""
+        statistics = []
+        for group, logits in outputs.items():
+            sub_batch = batch[group]
+            target_net = self.nets_of(self.plan.groups[group][0])[1]
+            tokens = target_net.target_tokens(sub_batch["targets"])
+            mask = target_net.target_mask(tokens)  # (B, T)
+            loss = ops.sum(target_net.loss(tokens, logits) * mask, axis=1)  # (B,)
+            hits = ops.cast(ops.equal(ops.argmax(logits, axis=-1), tokens), "float32")
+            count, correct = ops.sum(mask, axis=1), ops.sum(hits * mask, axis=1)
+            task_id = ops.cast(sub_batch["task_id"], "int32")
+            for name in self.plan.groups[group]:
+                of_task = ops.cast(ops.equal(task_id, self.plan.task_index[name]), "float32")
+                statistics.append((self.plan.task_index[name], loss, count, correct, of_task))
+        return statistics
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        total = ops.zeros((), "float32")
+        for index, loss, count, _, of_task in self._task_statistics(x, y_pred):
+            tokens = ops.sum(count * of_task)
+            task_loss = ops.sum(loss * of_task) / ops.maximum(tokens, 1.0)
+            total = total + self.tasks[index].loss_weight * task_loss
+        for loss in self.losses:  # MoE balancing losses, once per MoE call
+            total = total + ops.cast(self._aggregate_additional_loss(loss), "float32")
+        return total
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        for index, loss, count, correct, of_task in self._task_statistics(x, y_pred):
+            weight = count * of_task
+            safe = ops.maximum(count, 1.0)
+            self.task_losses[index].update_state(loss / safe, sample_weight=weight)
+            self.task_accuracies[index].update_state(correct / safe, sample_weight=weight)
+        return self.get_metrics_result()
+
+    # ----- config ------------------------------------------------------------------
+    def get_config(self):
+        return {
+            "name": self.name,
+            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
+            "tasks": [task.get_config() for task in self.tasks],
+            "preset": self.preset,
+            **self.overrides,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["tasks"] = [Task.from_config(task) for task in config["tasks"]]
+        if isinstance(config.get("dtype"), dict):
+            config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
+        return cls(**config)
+
+    def get_build_config(self):
+        return None  # built in __init__
