@@ -50,8 +50,10 @@ class Task:
                 f"Task {name!r}: {type(self.targets).__name__} cannot be a target modality; "
                 "targets can be Text, ClassLabel or a custom modality with a top."
             )
-        if isinstance(loss_weight, bool) or not isinstance(loss_weight, (int, float)) or (
-            loss_weight < 0
+        if (
+            isinstance(loss_weight, bool)
+            or not isinstance(loss_weight, (int, float))
+            or (loss_weight < 0)
         ):
             raise ValueError(
                 f"Task {name!r}: `loss_weight` must be a number >= 0; received {loss_weight!r}."
@@ -125,10 +127,7 @@ class TaskPlan:
         self.groups = {}  # group name -> [task names]
         self.commands = []
         for task in tasks:
-            for role, spec, table in (
-                ("inputs", task.inputs, self.input_net),
-                ("targets", task.targets, self.target_net),
-            ):
+            for spec, table in ((task.inputs, self.input_net), (task.targets, self.target_net)):
                 key = (type(spec), json.dumps(spec.settings(), sort_keys=True, default=str))
                 if key not in keys:
                     base, n = spec.modality_name(), 1

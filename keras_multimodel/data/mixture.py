@@ -48,8 +48,16 @@ def _rates(plan, datasets, rates):
     return {name: rate / total for name, rate in rates.items()}
 
 
-def mixture(datasets, batch_size, tasks, rates=None, num_buckets=4, repeat=True,
-            shuffle_buffer=1024, seed=None):
+def mixture(
+    datasets,
+    batch_size,
+    tasks,
+    rates=None,
+    num_buckets=4,
+    repeat=True,
+    shuffle_buffer=1024,
+    seed=None,
+):
     """Mixes per-task datasets into the batches `MultiModel.fit` consumes.
 
     Each element is `{group: {"inputs", "targets", "task_id"}}` with one sub-batch per
@@ -117,14 +125,17 @@ def mixture(datasets, batch_size, tasks, rates=None, num_buckets=4, repeat=True,
             "targets": task.targets.max_lengths("targets"),
             "task_id": None,
         }
-        streams = [_task_stream(plan, name, datasets[name], repeat, shuffle_buffer, seed)
-                   for name in names]
+        streams = [
+            _task_stream(plan, name, datasets[name], repeat, shuffle_buffer, seed) for name in names
+        ]
         group_rate = sum(rates[name] for name in names)
         if len(streams) == 1:
             stream = streams[0]
         else:
             stream = tf.data.Dataset.sample_from_datasets(
-                streams, weights=[rates[name] / group_rate for name in names], seed=seed,
+                streams,
+                weights=[rates[name] / group_rate for name in names],
+                seed=seed,
                 stop_on_empty_dataset=True,
             )
         size = max(1, round(batch_size * group_rate))
@@ -152,11 +163,13 @@ def _task_stream(plan, name, dataset, repeat, shuffle_buffer, seed):
             ("inputs", inputs, task.inputs.max_lengths("inputs")),
             ("targets", targets, task.targets.max_lengths("targets")),
         ):
-            for tensor, limit in zip(tf.nest.flatten(value), _flat_limits(value, limits),
-                                     strict=True):
+            for tensor, limit in zip(
+                tf.nest.flatten(value), _flat_limits(value, limits), strict=True
+            ):
                 if limit is not None:
                     tf.debugging.assert_less_equal(
-                        tf.shape(tensor)[0], limit,
+                        tf.shape(tensor)[0],
+                        limit,
                         message=f"task {name!r}: {role} longer than the modality's "
                         f"max_length={limit}; shorten them or raise max_length",
                     )
@@ -182,8 +195,10 @@ def _pad_to_bucket(batch, max_lengths, num_buckets):
     """Pads every variable-length tensor to its boundary for one shared bucket index."""
     flat = {group: tf.nest.flatten(sub_batch) for group, sub_batch in batch.items()}
     bounds = {
-        group: [None if limit is None else tf.constant(bucket_boundaries(limit, num_buckets))
-                for limit in _flat_limits(batch[group], max_lengths[group])]
+        group: [
+            None if limit is None else tf.constant(bucket_boundaries(limit, num_buckets))
+            for limit in _flat_limits(batch[group], max_lengths[group])
+        ]
         for group in batch
     }
     index = tf.constant(0, "int64")  # the smallest bucket that fits every tensor

@@ -38,13 +38,24 @@ class Audio(Modality):
     can_be_target = False
     is_sequence = False
 
-    def __init__(self, sample_rate=16000, num_mel_bins=80, frame_length=400, frame_step=160,
-                 num_conv_layers=2, max_length=30 * 16000, **kwargs):
+    def __init__(
+        self,
+        sample_rate=16000,
+        num_mel_bins=80,
+        frame_length=400,
+        frame_step=160,
+        num_conv_layers=2,
+        max_length=30 * 16000,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         for arg, value in (
-            ("sample_rate", sample_rate), ("num_mel_bins", num_mel_bins),
-            ("frame_length", frame_length), ("frame_step", frame_step),
-            ("num_conv_layers", num_conv_layers), ("max_length", max_length),
+            ("sample_rate", sample_rate),
+            ("num_mel_bins", num_mel_bins),
+            ("frame_length", frame_length),
+            ("frame_step", frame_step),
+            ("num_conv_layers", num_conv_layers),
+            ("max_length", max_length),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"Audio: `{arg}` must be a positive int; received {value!r}.")
@@ -72,7 +83,12 @@ class Audio(Modality):
         channels = self.num_mel_bins
         for i in range(self.num_conv_layers):
             conv = keras.layers.Conv1D(
-                d, 3, strides=2, padding="same", use_bias=False, dtype=self.dtype_policy,
+                d,
+                3,
+                strides=2,
+                padding="same",
+                use_bias=False,
+                dtype=self.dtype_policy,
                 name=f"conv_{i}",
             )
             conv.build((None, None, channels))
@@ -99,8 +115,10 @@ class Audio(Modality):
     def check_inputs(self, inputs, task_name):
         if not isinstance(inputs, dict):
             shape = tuple(getattr(inputs, "shape", np.shape(inputs)))
-            inputs = {"waveform": inputs,
-                      "length": np.full(shape[:1], shape[-1] if shape else 0, "int32")}
+            inputs = {
+                "waveform": inputs,
+                "length": np.full(shape[:1], shape[-1] if shape else 0, "int32"),
+            }
         if set(inputs) != {"waveform", "length"}:
             raise ValueError(
                 f"Task {task_name!r} takes audio: a (batch, samples) float waveform array, "
@@ -121,15 +139,18 @@ class Audio(Modality):
                 "modality with a larger `max_length`."
             )
         lengths = np.asarray(length)
-        if lengths.shape != shape[:1] or (lengths.size and (
-                lengths.min() < 1 or lengths.max() > shape[1])):
+        if lengths.shape != shape[:1] or (
+            lengths.size and (lengths.min() < 1 or lengths.max() > shape[1])
+        ):
             raise ValueError(
                 f"Task {task_name!r}: audio 'length' must hold one length per waveform, in "
                 f"[1, {shape[1]}]; received {describe(lengths)} with values "
                 f"{lengths.tolist()[:8]}."
             )
-        return {"waveform": ops.convert_to_tensor(waveform, "float32"),
-                "length": ops.convert_to_tensor(lengths, "int32")}
+        return {
+            "waveform": ops.convert_to_tensor(waveform, "float32"),
+            "length": ops.convert_to_tensor(lengths, "int32"),
+        }
 
     def prepare(self, value, role):
         import tensorflow as tf

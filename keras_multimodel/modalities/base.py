@@ -123,7 +123,9 @@ class Modality(keras.layers.Layer):
     def modality_name(cls):
         """Registry name: the class name in snake case (`ClassLabel` -> `class_label`)."""
         name = cls.__name__
-        return "".join(f"_{c.lower()}" if c.isupper() and i else c.lower() for i, c in enumerate(name))
+        return "".join(
+            f"_{c.lower()}" if c.isupper() and i else c.lower() for i, c in enumerate(name)
+        )
 
     def settings(self):
         """The configuration that decides sharing: config minus name, dtype, sizes."""

@@ -49,8 +49,13 @@ class Image(Modality):
 
         def conv(layer_cls, filters, name, shape, **kwargs):
             layer = layer_cls(
-                filters, 3, padding="same", use_bias=False, dtype=self.dtype_policy,
-                name=name, **kwargs,
+                filters,
+                3,
+                padding="same",
+                use_bias=False,
+                dtype=self.dtype_policy,
+                name=name,
+                **kwargs,
             )
             layer.build(shape)
             return layer
@@ -70,8 +75,10 @@ class Image(Modality):
         self.block_convs, self.block_norms, self.block_pools = [], [], []
         for i in range(self.num_blocks):
             self.block_convs.append(
-                [conv(keras.layers.SeparableConv2D, d, f"block_{i}_conv_{j}", feature_shape)
-                 for j in range(2)]
+                [
+                    conv(keras.layers.SeparableConv2D, d, f"block_{i}_conv_{j}", feature_shape)
+                    for j in range(2)
+                ]
             )
             self.block_norms.append([norm(f"block_{i}_norm_{j}") for j in range(2)])
             self.block_pools.append(
@@ -102,14 +109,19 @@ class Image(Modality):
     def check_inputs(self, inputs, task_name):
         shape = tuple(getattr(inputs, "shape", ()))
         dtype = keras.backend.standardize_dtype(getattr(inputs, "dtype", "object"))
-        if len(shape) != 4 or shape[-1] != self.channels or not (
-            dtype == "uint8" or "float" in dtype
+        if (
+            len(shape) != 4
+            or shape[-1] != self.channels
+            or not (dtype == "uint8" or "float" in dtype)
         ):
             raise ValueError(
                 f"Task {task_name!r} takes images: uint8 or float pixels of shape "
                 f"(batch, height, width, {self.channels}); received {describe(inputs)}."
-                + (" Integer ids of rank 2 look like text: use a text task." if len(shape) == 2
-                   and "int" in dtype else "")
+                + (
+                    " Integer ids of rank 2 look like text: use a text task."
+                    if len(shape) == 2 and "int" in dtype
+                    else ""
+                )
             )
         return ops.convert_to_tensor(inputs)
 

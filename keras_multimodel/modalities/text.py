@@ -61,8 +61,7 @@ class Text(Modality):
     ((1, 4, 16), [[True, True, True, False]])
     """
 
-    def __init__(self, vocab_size, max_length=256, end_token_id=1, label_smoothing=0.1,
-                 **kwargs):
+    def __init__(self, vocab_size, max_length=256, end_token_id=1, label_smoothing=0.1, **kwargs):
         super().__init__(label_smoothing=label_smoothing, **kwargs)
         for arg, value in (("vocab_size", vocab_size), ("max_length", max_length)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 2:
@@ -118,8 +117,9 @@ class Text(Modality):
         ids = tf.cast(value, "int32")
         tf.debugging.assert_rank(ids, 1, message=f"text {role} must be 1-D token ids")
         tf.debugging.assert_less(
-            ids, self.vocab_size, message=f"text {role}: token ids must be < vocab_size="
-            f"{self.vocab_size}",
+            ids,
+            self.vocab_size,
+            message=f"text {role}: token ids must be < vocab_size={self.vocab_size}",
         )
         tf.debugging.assert_non_negative(ids, message=f"text {role}: token ids must be >= 0")
         return ids

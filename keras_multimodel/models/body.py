@@ -28,8 +28,13 @@ class _BodyPart(keras.layers.Layer):
     def _conv_block(self, name, causal, input_channels=None):
         c = self.config
         block = ConvBlock(
-            c["hidden_size"], c["kernel_sizes"], c["dilation_rates"], causal=causal,
-            dropout=c["dropout"], dtype=self.dtype_policy, name=name,
+            c["hidden_size"],
+            c["kernel_sizes"],
+            c["dilation_rates"],
+            causal=causal,
+            dropout=c["dropout"],
+            dtype=self.dtype_policy,
+            name=name,
         )
         return _built(block, (None, None, input_channels or c["hidden_size"]))
 
@@ -44,10 +49,15 @@ class _BodyPart(keras.layers.Layer):
     def _moe(self, name):
         c = self.config
         moe = MoELayer(
-            c["num_experts"], c["expert_hidden_size"], top_k=c["top_k"],
+            c["num_experts"],
+            c["expert_hidden_size"],
+            top_k=c["top_k"],
             capacity_factor=c["capacity_factor"],
-            eval_capacity_factor=c["eval_capacity_factor"], loss_coef=c["moe_loss_coef"],
-            dropout=c["dropout"], dtype=self.dtype_policy, name=name,
+            eval_capacity_factor=c["eval_capacity_factor"],
+            loss_coef=c["moe_loss_coef"],
+            dropout=c["dropout"],
+            dtype=self.dtype_policy,
+            name=name,
         )
         return _built(moe, (None, None, c["hidden_size"]))
 
@@ -143,12 +153,15 @@ class Decoder(_BodyPart):
         for i, (block, attention) in enumerate(zip(self.blocks, self.attentions, strict=True)):
             if i == self.moe_position:
                 # `decoding`: no drops and no aux loss, like `step`.
-                x = self.moe.step(x, mask) if decoding else self.moe(
-                    x, mask=mask, training=training
+                x = (
+                    self.moe.step(x, mask)
+                    if decoding
+                    else self.moe(x, mask=mask, training=training)
                 )
             x = block(x, mask=mask, training=training)
-            x = attention(x, context=encoded, mask=mask, context_mask=encoded_mask,
-                          training=training)
+            x = attention(
+                x, context=encoded, mask=mask, context_mask=encoded_mask, training=training
+            )
         return x
 
     def init_cache(self, encoded):

@@ -5,8 +5,10 @@ import keras_hub
 import numpy as np
 from keras import ops
 
-SAMPLERS = {"greedy": lambda: keras_hub.samplers.GreedySampler(),
-            "beam": lambda: keras_hub.samplers.BeamSampler(num_beams=4)}
+SAMPLERS = {
+    "greedy": lambda: keras_hub.samplers.GreedySampler(),
+    "beam": lambda: keras_hub.samplers.BeamSampler(num_beams=4),
+}
 
 
 def _compile(model, fn):
@@ -39,8 +41,9 @@ def _clear_after_end(tokens, end_token_id):
 class GenerationMixin:
     """Decoding for `MultiModel`: `generate(task, inputs, ...)`."""
 
-    def generate(self, task, inputs, max_length=None, sampler="greedy", use_cache=True,
-                 stop_at_end=True):
+    def generate(
+        self, task, inputs, max_length=None, sampler="greedy", use_cache=True, stop_at_end=True
+    ):
         """Decodes the outputs of `task` for a batch of raw inputs.
 
         Sequence targets are decoded one position at a time; with `use_cache=True`
@@ -77,8 +80,10 @@ class GenerationMixin:
             return np.asarray(ops.convert_to_numpy(self._generate_functions[key](inputs, command)))
         limit = target_net.max_length
         max_length = limit if max_length is None else max_length
-        if isinstance(max_length, bool) or not isinstance(max_length, int) or not (
-            0 < max_length <= limit
+        if (
+            isinstance(max_length, bool)
+            or not isinstance(max_length, int)
+            or not (0 < max_length <= limit)
         ):
             raise ValueError(
                 f"generate({task.name!r}): `max_length` must be an int in [1, {limit}] (the "
@@ -116,12 +121,12 @@ class GenerationMixin:
     def _classify(self, input_net, target_net, inputs, command):
         encoded, encoded_mask = self.encode(input_net, inputs, training=False)
         shifted = self.shifted_targets(target_net, None, command)  # (B, 1, d)
-        decoded = self.decode(shifted, encoded, None, encoded_mask, training=False,
-                              decoding=True)
+        decoded = self.decode(shifted, encoded, None, encoded_mask, training=False, decoding=True)
         return ops.cast(ops.argmax(target_net.top(decoded)[:, 0], axis=-1), "int32")
 
-    def _decode_sequences(self, input_net, target_net, inputs, command, prompt, sampler,
-                          use_cache, end_token_id):
+    def _decode_sequences(
+        self, input_net, target_net, inputs, command, prompt, sampler, use_cache, end_token_id
+    ):
         encoded, encoded_mask = self.encode(input_net, inputs, training=False)
         # Everything per example goes in the cache, so beam search can repeat it.
         state = {
@@ -149,12 +154,17 @@ class GenerationMixin:
             else:
                 rest = ops.cast(target_net.targets_bottom(prompt[:, :-1]), embedded.dtype)
                 sequence = ops.concatenate([cache["command"], rest], axis=1)  # (B, L, d)
-                decoded = self.decode(sequence, cache["encoded"], None, cache["encoded_mask"],
-                                      training=False, decoding=True)
+                decoded = self.decode(
+                    sequence,
+                    cache["encoded"],
+                    None,
+                    cache["encoded_mask"],
+                    training=False,
+                    decoding=True,
+                )
                 output = ops.take(decoded, index, axis=1)[:, None]  # (B, 1, d)
             logits = ops.cast(target_net.top(output)[:, 0], "float32")  # (B, V)
             return logits, None, cache
 
         stop = None if end_token_id is None else [end_token_id]
-        return sampler(next_logits, prompt, cache=state, index=0, stop_token_ids=stop,
-                       model=self)
+        return sampler(next_logits, prompt, cache=state, index=0, stop_token_ids=stop, model=self)

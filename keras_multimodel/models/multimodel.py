@@ -104,8 +104,7 @@ class MultiModel(GenerationMixin, keras.Model):
         for group, sub_batch in batch.items():
             if group not in self.plan.groups:
                 raise ValueError(
-                    f"Unknown group {group!r} in the batch. This model's groups: "
-                    f"{self.groups}."
+                    f"Unknown group {group!r} in the batch. This model's groups: {self.groups}."
                 )
             if not isinstance(sub_batch, dict) or set(sub_batch) != set(BATCH_KEYS):
                 keys = sorted(sub_batch) if isinstance(sub_batch, dict) else type(sub_batch)
@@ -129,10 +128,17 @@ class MultiModel(GenerationMixin, keras.Model):
 
     def decode(self, shifted, encoded, mask, encoded_mask, training=None, decoding=False):
         """Mixer and decoder over whole target sequences: `(B, T, d)` outputs."""
-        mixed = self.mixer(shifted, encoded, mask=mask, encoded_mask=encoded_mask,
-                           training=training)
-        return self.decoder(mixed, encoded, mask=mask, encoded_mask=encoded_mask,
-                            training=training, decoding=decoding)
+        mixed = self.mixer(
+            shifted, encoded, mask=mask, encoded_mask=encoded_mask, training=training
+        )
+        return self.decoder(
+            mixed,
+            encoded,
+            mask=mask,
+            encoded_mask=encoded_mask,
+            training=training,
+            decoding=decoding,
+        )
 
     def call(self, batch, training=None):
         """`{group: sub-batch}` -> `{group: logits (B, T, classes)}`."""

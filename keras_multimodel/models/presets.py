@@ -1,10 +1,10 @@
 """MultiModel presets: names that decode to sizes.
 
-| preset | hidden | heads | encoder blocks | decoder layers | experts (k) | expert hidden | conv kernels |
+| preset | hidden | heads | encoder | decoder | experts (k) | expert hidden | kernels (dilation) |
 |---|---|---|---|---|---|---|---|
-| tiny  | 64  | 4 | 2 | 2 | 4 (2)   | 128  | 3,3,5,5 dilated 1,1,1,4 |
-| base  | 256 | 8 | 4 | 4 | 16 (2)  | 1024 | 3,3,15,15 dilated 1,1,1,8 |
-| paper | 512 | 8 | 6 | 4 | 240 (4) | 2048 | 3,3,15,15 dilated 1,1,1,8 |
+| tiny  | 64  | 4 | 2 | 2 | 4 (2)   | 128  | 3,3,5,5 (1,1,1,4) |
+| base  | 256 | 8 | 4 | 4 | 16 (2)  | 1024 | 3,3,15,15 (1,1,1,8) |
+| paper | 512 | 8 | 6 | 4 | 240 (4) | 2048 | 3,3,15,15 (1,1,1,8) |
 
 "paper" follows Kaiser et al. (2017): hidden size 512, feed-forward 2048, 8 heads,
 6 encoder conv blocks and 4 decoder blocks with an MoE layer in the middle of each,
