@@ -166,6 +166,11 @@ def _task_stream(plan, name, dataset, repeat, shuffle_buffer, seed):
             for tensor, limit in zip(
                 tf.nest.flatten(value), _flat_limits(value, limits), strict=True
             ):
+                if limit is not None and tensor.shape[0] is not None and tensor.shape[0] > limit:
+                    raise ValueError(
+                        f"mixture: task {name!r} {role} have length {tensor.shape[0]}, over the "
+                        f"modality's max_length={limit}; shorten them or raise max_length."
+                    )
                 if limit is not None:
                     tf.debugging.assert_less_equal(
                         tf.shape(tensor)[0],

@@ -1,0 +1,132 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_multimodel as kmm
+from keras_multimodel.modalities import Audio, ClassLabel, Image, Text
+
+
+def make_tasks():
+    text = Text(vocab_size=40, max_length=32)
+    return [
+        kmm.Task("label", Image(channels=1), ClassLabel(3)),
+        kmm.Task("copy", text, text),
+        kmm.Task("swap", text, text),
+        kmm.Task("listen", Audio(max_length=4000), text),
+    ]
+
+
+def text_pairs(n, rng, max_len):
+    lengths = rng.integers(1, max_len + 1, n)
+    ragged = [rng.integers(2, 40, length).astype("int32") for length in lengths]
+    return tf.data.Dataset.from_generator(
+        lambda: ((x, x) for x in ragged),
+        output_signature=(tf.TensorSpec([None], tf.int32), tf.TensorSpec([None], tf.int32)),
+    )
+
+
+def make_datasets(rng, max_len=32):
+    images = rng.integers(0, 255, (20, 8, 8, 1)).astype("uint8")
+    waves = [rng.normal(size=rng.integers(100, 4000)).astype("float32") for _ in range(10)]
+    return {
+        "label": tf.data.Dataset.from_tensor_slices((images, np.arange(20) % 3)),
+        "copy": text_pairs(30, rng, max_len),
+        "swap": text_pairs(30, rng, max_len),
+        "listen": tf.data.Dataset.from_generator(
+            lambda: ((w, np.array([2, 3, 1], "int32")) for w in waves),
+            output_signature=(tf.TensorSpec([None], tf.float32), tf.TensorSpec([3], tf.int32)),
+        ),
+    }
+
+
+def test_bucket_boundaries():
+    assert kmm.data.bucket_boundaries(256, 4) == [32, 64, 128, 256]
+    assert kmm.data.bucket_boundaries(20, 2) == [16, 20]
+    assert kmm.data.bucket_boundaries(5, 1) == [5]
+
+
+def test_batches_have_one_sub_batch_per_group_sized_by_rates(rng):
+    tasks = make_tasks()
+    rates = {"label": 2.0, "copy": 1.0, "swap": 1.0, "listen": 4.0}
+    dataset = kmm.data.mixture(make_datasets(rng), 16, tasks=tasks, rates=rates, seed=1)
+    seen = set()
+    task_counts = {1: 0, 2: 0}
+    for batch in dataset.take(40):
+        assert set(batch) == {"image_to_class_label", "text_to_text", "audio_to_text"}
+        assert batch["image_to_class_label"]["inputs"].shape.as_list() == [4, 8, 8, 1]
+        assert batch["text_to_text"]["targets"].shape[0] == 4
+        audio = batch["audio_to_text"]["inputs"]
+        assert audio["waveform"].shape[0] == 8
+        assert (audio["length"].numpy() <= audio["waveform"].shape[1]).all()
+        ids = batch["text_to_text"]["task_id"].numpy()
+        for task_id in ids:
+            task_counts[int(task_id)] += 1
+        shapes = (
+            batch["text_to_text"]["inputs"].shape[1],
+            batch["audio_to_text"]["inputs"]["waveform"].shape[1],
+        )
+        seen.add(shapes)
+    # One shared bucket index per batch: at most num_buckets distinct shapes.
+    assert len(seen) <= 4
+    text_buckets = kmm.data.bucket_boundaries(32, 4)
+    audio_buckets = kmm.data.bucket_boundaries(4000, 4)
+    for text_length, audio_length in seen:
+        assert text_buckets.index(text_length) == audio_buckets.index(audio_length)
+    # copy and swap share the text group at equal rates.
+    assert 0.3 < task_counts[1] / (task_counts[1] + task_counts[2]) < 0.7
+
+
+def test_padding_keeps_every_token(rng):
+    tasks = make_tasks()[1:2]
+    source = [np.arange(2, 2 + n, dtype="int32") for n in (3, 9, 17)]
+    dataset = tf.data.Dataset.from_generator(
+        lambda: ((x, x) for x in source),
+        output_signature=(tf.TensorSpec([None], tf.int32), tf.TensorSpec([None], tf.int32)),
+    )
+    batch = next(iter(kmm.data.mixture({"copy": dataset}, 3, tasks, repeat=False,
+                                       shuffle_buffer=0)))
+    inputs = batch["text_to_text"]["inputs"].numpy()
+    assert inputs.shape == (3, 32)  # 17 tokens -> the 32 bucket
+    assert sorted((inputs > 0).sum(axis=1).tolist()) == [3, 9, 17]
+
+
+def test_too_long_examples_raise_instead_of_truncating(rng):
+    tasks = make_tasks()[1:2]
+    fixed = tf.data.Dataset.from_tensor_slices((np.ones((2, 40), "int32"),) * 2)
+    with pytest.raises(ValueError, match="max_length=32"):
+        kmm.data.mixture({"copy": fixed}, 2, tasks)
+    ragged = tf.data.Dataset.from_generator(
+        lambda: ((np.ones(n, "int32"),) * 2 for n in (5, 40)),
+        output_signature=(tf.TensorSpec([None], tf.int32),) * 2,
+    )
+    with pytest.raises(tf.errors.InvalidArgumentError, match="max_length=32"):
+        for _ in kmm.data.mixture({"copy": ragged}, 1, tasks, shuffle_buffer=0):
+            pass
+
+
+def test_out_of_range_labels_raise():
+    tasks = make_tasks()[:1]
+    images = np.zeros((2, 8, 8, 1), "uint8")
+    dataset = kmm.data.mixture(
+        {"label": tf.data.Dataset.from_tensor_slices((images, np.array([1, 3])))}, 2, tasks
+    )
+    with pytest.raises(tf.errors.InvalidArgumentError, match="num_classes=3"):
+        next(iter(dataset))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"datasets": {"nope": None}}, "Unknown task 'nope'"),
+        ({"rates": {"label": 1.0}}, "no rate for tasks"),
+        ({"rates": {"label": -1.0, "copy": 1.0}}, ">= 0"),
+        ({"batch_size": 0}, "batch_size"),
+    ],
+)
+def test_bad_arguments_get_clear_errors(rng, kwargs, message):
+    tasks = make_tasks()
+    datasets = make_datasets(rng)
+    arguments = {"datasets": {"label": datasets["label"], "copy": datasets["copy"]},
+                 "batch_size": 4, "tasks": tasks, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        kmm.data.mixture(**arguments)
