@@ -1,0 +1,229 @@
+import keras
+import numpy as np
+import pytest
+from conftest import to_numpy
+
+import keras_multimodel as kmm
+from keras_multimodel.modalities import Audio, ClassLabel, Image, Text
+
+TEXT = Text(vocab_size=30, max_length=16)
+
+
+def make_model(**overrides):
+    tasks = [
+        kmm.Task("label", Image(channels=1), ClassLabel(4)),
+        kmm.Task("speech", Audio(num_mel_bins=16, max_length=8000), TEXT),
+        kmm.Task("copy", TEXT, TEXT),
+        kmm.Task("reverse", TEXT, TEXT, loss_weight=0.5),
+    ]
+    return kmm.MultiModel(tasks, **{"hidden_size": 32, **overrides})
+
+
+@pytest.fixture(scope="module")
+def shared_model():
+    return make_model()
+
+
+def make_batch(rng):
+    text = rng.integers(2, 30, (3, 7)).astype("int32")
+    text[0, 4:] = 0
+    return {
+        "image_to_class_label": {
+            "inputs": rng.integers(0, 256, (2, 16, 16, 1)).astype("uint8"),
+            "targets": np.array([1, 3], "int32"),
+            "task_id": np.array([0, 0], "int32"),
+        },
+        "audio_to_text": {
+            "inputs": {
+                "waveform": rng.normal(size=(2, 4000)).astype("float32"),
+                "length": np.array([4000, 2500], "int32"),
+            },
+            "targets": np.array([[5, 6, 1, 0], [7, 1, 0, 0]], "int32"),
+            "task_id": np.array([1, 1], "int32"),
+        },
+        "text_to_text": {
+            "inputs": text,
+            "targets": text[:, ::-1].copy(),
+            "task_id": np.array([2, 3, 3], "int32"),
+        },
+    }
+
+
+def numpy_outputs(outputs):
+    return {group: to_numpy(logits) for group, logits in outputs.items()}
+
+
+def test_forward_shapes_and_groups(rng):
+    model = make_model()
+    assert model.groups == {
+        "image_to_class_label": ["label"],
+        "audio_to_text": ["speech"],
+        "text_to_text": ["copy", "reverse"],
+    }
+    outputs = model(make_batch(rng))
+    assert tuple(outputs["image_to_class_label"].shape) == (2, 1, 4)
+    assert tuple(outputs["audio_to_text"].shape) == (2, 4, 30)
+    assert tuple(outputs["text_to_text"].shape) == (3, 7, 30)
+
+
+def test_config_and_keras_file_round_trip_give_identical_outputs(rng, tmp_path):
+    model = make_model(num_experts=2)
+    batch = make_batch(rng)
+    expected = numpy_outputs(model(batch))
+    clone = kmm.MultiModel.from_config(model.get_config())
+    assert clone.body_config == model.body_config
+    assert [t.name for t in clone.tasks] == ["label", "speech", "copy", "reverse"]
+    model.save(tmp_path / "model.keras")
+    restored = keras.saving.load_model(tmp_path / "model.keras")
+    assert restored.count_params() == model.count_params()
+    for group, logits in numpy_outputs(restored(batch)).items():
+        np.testing.assert_array_equal(logits, expected[group])
+    np.testing.assert_array_equal(
+        restored.generate("copy", batch["text_to_text"]["inputs"], max_length=6),
+        model.generate("copy", batch["text_to_text"]["inputs"], max_length=6),
+    )
+
+
+def test_summary_lists_nets_and_body(capsys):
+    make_model().summary()
+    printed = capsys.readouterr().out
+    for name in ("image", "audio", "text", "class_label", "command_embedding", "encoder",
+                 "io_mixer", "decoder"):
+        assert name in printed
+
+
+def test_presets_decode_to_sizes():
+    assert kmm.models.PRESETS["paper"]["hidden_size"] == 512
+    assert kmm.models.PRESETS["paper"]["num_experts"] == 240
+    model = kmm.MultiModel([kmm.Task("t", TEXT, TEXT)], preset="base")
+    assert model.encoder.moe.num_experts == 16
+    assert len(model.decoder.blocks) == 4
+    with pytest.raises(ValueError, match="Unknown preset 'huge'"):
+        kmm.MultiModel([kmm.Task("t", TEXT, TEXT)], preset="huge")
+    with pytest.raises(ValueError, match="unknown setting.*hidden_sise"):
+        kmm.MultiModel([kmm.Task("t", TEXT, TEXT)], hidden_sise=3)
+
+
+def test_loss_is_weighted_task_losses_plus_each_moe_loss_once(rng):
+    model = make_model(moe_loss_coef=1.0)
+    batch = make_batch(rng)
+    outputs = model(batch, training=False)
+    aux = [float(to_numpy(loss)) for loss in model.losses]
+    assert len(aux) == 2 * len(batch)  # encoder and decoder MoE, once per group
+    total = float(to_numpy(model.compute_loss(batch, None, outputs, training=False)))
+
+    # The same from numpy: per task, the token-mean loss over its examples.
+    expected = sum(aux)
+    for group, logits in numpy_outputs(outputs).items():
+        net = model.nets_of(model.groups[group][0])[1]
+        tokens = to_numpy(net.target_tokens(batch[group]["targets"]))
+        mask = tokens != 0 if net.is_sequence else np.ones_like(tokens, bool)
+        losses = to_numpy(net.loss(tokens, logits)) * mask
+        for name in model.groups[group]:
+            rows = batch[group]["task_id"] == model.plan.task_index[name]
+            task_loss = losses[rows].sum() / max(mask[rows].sum(), 1)
+            expected += model.plan.task(name).loss_weight * task_loss
+    np.testing.assert_allclose(total, expected, rtol=1e-5)
+
+    model.compile(optimizer="adam")
+    import tensorflow as tf
+
+    logs = model.evaluate(tf.data.Dataset.from_tensors(batch), verbose=0, return_dict=True)
+    assert {"copy_loss", "reverse_loss", "label_accuracy", "speech_token_accuracy"} <= set(logs)
+    np.testing.assert_allclose(logs["loss"], total, rtol=1e-4)
+
+
+def test_decoder_is_causal_in_the_targets(rng):
+    model = make_model()
+    batch = make_batch(rng)
+    sub_batch = {"text_to_text": batch["text_to_text"]}
+    before = to_numpy(model(sub_batch)["text_to_text"])
+    changed = {**sub_batch["text_to_text"], "targets": sub_batch["text_to_text"]["targets"].copy()}
+    changed["targets"][:, 4:] = rng.integers(2, 30, changed["targets"][:, 4:].shape)
+    after = to_numpy(model({"text_to_text": changed})["text_to_text"])
+    np.testing.assert_allclose(before[:, :5], after[:, :5], atol=1e-5)  # position 4 sees < 4
+    assert np.abs(before[:, 5:] - after[:, 5:]).max() > 1e-3
+
+
+def test_input_padding_does_not_change_outputs(rng):
+    model = make_model(eval_capacity_factor=None)
+    sub_batch = make_batch(rng)["text_to_text"]
+    padded = {**sub_batch, "inputs": np.pad(sub_batch["inputs"], [[0, 0], [0, 5]])}
+    before = to_numpy(model({"text_to_text": sub_batch})["text_to_text"])
+    after = to_numpy(model({"text_to_text": padded})["text_to_text"])
+    np.testing.assert_allclose(before, after, atol=1e-5)
+
+
+@pytest.mark.parametrize("sampler", ["greedy", "beam"])
+def test_cached_generation_equals_recomputation(rng, sampler):
+    model = make_model()
+    batch = make_batch(rng)
+    for task, inputs in (("reverse", batch["text_to_text"]["inputs"]),
+                         ("speech", batch["audio_to_text"]["inputs"])):
+        cached = model.generate(task, inputs, max_length=12, sampler=sampler, stop_at_end=False)
+        recomputed = model.generate(task, inputs, max_length=12, sampler=sampler,
+                                    use_cache=False, stop_at_end=False)
+        assert cached.shape == (len(keras.tree.flatten(inputs)[-1]), 12)
+        np.testing.assert_array_equal(cached, recomputed)
+        assert cached.max() > 0
+
+
+def test_cached_step_logits_equal_full_decoder(rng):
+    """Greedy tokens fed back through a full teacher-forced call give the same argmax."""
+    model = make_model(eval_capacity_factor=None)
+    inputs = make_batch(rng)["text_to_text"]["inputs"]
+    tokens = model.generate("copy", inputs, max_length=8, stop_at_end=False)
+    outputs = model({"text_to_text": {"inputs": inputs, "targets": tokens,
+                                      "task_id": np.full((3,), 2, "int32")}})
+    full = np.argmax(to_numpy(outputs["text_to_text"]), axis=-1)
+    real = np.cumprod(tokens != 0, axis=1).astype(bool)  # up to the first padding
+    np.testing.assert_array_equal(full[real], tokens[real])
+
+
+def test_generate_stops_at_the_end_token_and_pads():
+    model = make_model()
+    inputs = np.array([[2, 3, 4, 0]], "int32")
+    raw = model.generate("copy", inputs, max_length=10, stop_at_end=False)
+    stopped = model.generate("copy", inputs, max_length=10)
+    ends = np.flatnonzero(raw[0] == 1)
+    cut = ends[0] if ends.size else 10
+    np.testing.assert_array_equal(stopped[0, :cut], raw[0, :cut])
+    assert (stopped[0, cut:] == 0).all()
+
+
+def test_generate_labels_returns_class_ids(rng):
+    labels = make_model().generate("label", rng.integers(0, 256, (5, 16, 16, 1)).astype("uint8"))
+    assert labels.shape == (5,) and labels.dtype == np.int32
+    assert ((labels >= 0) & (labels < 4)).all()
+
+
+@pytest.mark.parametrize(
+    "task, inputs, kwargs, message",
+    [
+        ("nope", np.zeros((1, 4), "int32"), {}, r"Unknown task 'nope'.*'label', 'speech'"),
+        ("label", np.ones((2, 5), "int32"), {}, "takes images.*look like text"),
+        ("label", np.zeros((2, 16, 16, 3), "uint8"), {}, r"\(batch, height, width, 1\)"),
+        ("copy", np.zeros((2, 16, 16, 1), "uint8"), {}, "integer token ids.*looks like images"),
+        ("copy", np.ones((2, 4), "float32"), {}, "integer token ids"),
+        ("copy", np.ones((2, 40), "int32"), {}, "exceed the configured maximum max_length=16"),
+        ("copy", np.full((1, 4), 99, "int32"), {}, r"token ids in \[0, 30\)"),
+        ("copy", np.ones((1, 4), "int32"), {"max_length": 17}, r"max_length.*\[1, 16\]"),
+        ("copy", np.ones((1, 4), "int32"), {"sampler": "top_p"}, "unknown sampler"),
+        ("speech", np.ones((1, 9000), "float32"), {}, "max_length=8000"),
+        ("speech", {"waveform": np.ones((1, 90), "float32"), "length": np.array([91])}, {},
+         r"length.*\[1, 90\]"),
+    ],
+)
+def test_bad_generate_inputs_get_clear_errors(shared_model, task, inputs, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        shared_model.generate(task, inputs, **kwargs)
+
+
+def test_bad_batches_get_clear_errors(rng):
+    model = make_model()
+    with pytest.raises(ValueError, match="Unknown group 'image_to_text'"):
+        model({"image_to_text": make_batch(rng)["image_to_class_label"]})
+    with pytest.raises(ValueError, match="keys"):
+        model({"text_to_text": {"inputs": np.ones((1, 3), "int32")}})
+    with pytest.raises(ValueError, match="data.mixture"):
+        model(np.ones((1, 3)))
