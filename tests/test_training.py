@@ -1,0 +1,68 @@
+import pathlib
+import runpy
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_multimodel as kmm
+from keras_multimodel.modalities import ClassLabel, Image, Text
+
+
+class TracedMultiModel(kmm.MultiModel):
+    """Records the batch shapes of every trace of the loss (one per compiled program)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.traces = []
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        self.traces.append(tuple(tuple(t.shape) for t in keras.tree.flatten(x)))
+        return super().compute_loss(x, y, y_pred, sample_weight, training)
+
+
+def test_fit_compiles_one_program_per_bucket_and_never_after_the_first_epoch(rng):
+    text = Text(vocab_size=20, max_length=32)
+    model = TracedMultiModel(
+        [kmm.Task("label", Image(channels=1), ClassLabel(3)), kmm.Task("copy", text, text)],
+        hidden_size=16,
+    )
+    lengths = [3, 5, 4, 6, 20, 25, 30, 18]  # four short (bucket 16), four long (bucket 32)
+    sequences = [rng.integers(2, 20, n).astype("int32") for n in lengths]
+    texts = tf.data.Dataset.from_generator(
+        lambda: ((s, s) for s in sequences),
+        output_signature=(tf.TensorSpec([None], tf.int32),) * 2,
+    )
+    images = tf.data.Dataset.from_tensor_slices(
+        (rng.integers(0, 255, (8, 8, 8, 1)).astype("uint8"), np.arange(8) % 3)
+    )
+    dataset = kmm.data.mixture(
+        {"label": images, "copy": texts}, 8, tasks=model, num_buckets=2, shuffle_buffer=0
+    )
+    model.compile(optimizer="adam")
+    per_epoch = []
+    callback = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: per_epoch.append(len(model.traces))
+    )
+    history = model.fit(dataset, steps_per_epoch=4, epochs=3, verbose=0, callbacks=[callback])
+    concrete = {shapes for shapes in model.traces if None not in sum(shapes, ())}
+    text_lengths = {shapes[-2][1] for shapes in concrete}  # text targets (B, T)
+    assert text_lengths <= {16, 32}
+    assert 1 <= per_epoch[0] <= 2, model.traces  # at most one per bucket
+    assert per_epoch[1] == per_epoch[2] == per_epoch[0], "retraced after the first epoch"
+    assert {"loss", "label_loss", "label_accuracy", "copy_loss", "copy_token_accuracy"} <= set(
+        history.history
+    )
+
+
+@pytest.mark.slow
+def test_readme_quickstart_learns_both_tasks_and_survives_save_load():
+    path = pathlib.Path(__file__).parents[1] / "examples" / "multitask_quickstart.py"
+    results = runpy.run_path(str(path))["main"](steps_per_epoch=50, epochs=3, verbose=0)
+    loss = results["loss"]
+    assert loss[-1] < 0.6 * loss[0], loss
+    assert results["quadrant_accuracy"] >= results["chance"] + 0.5, results
+    source, output = results["example"]
+    assert output.shape == (16,) and output.max() > 0
+    assert results["same_after_load"]
