@@ -38,8 +38,9 @@ def main(argv):
 
     def per_token_ms(length, use_cache):
         def run():
-            return model.generate("translate", inputs, max_length=length, use_cache=use_cache,
-                                  stop_at_end=False)
+            return model.generate(
+                "translate", inputs, max_length=length, use_cache=use_cache, stop_at_end=False
+            )
 
         run()  # compile
         times = []
@@ -49,18 +50,25 @@ def main(argv):
             times.append(time.perf_counter() - start)
         return 1000 * statistics.median(times) / length
 
-    print(f"backend={keras.backend.backend()} preset={FLAGS.preset} batch={FLAGS.batch_size} "
-          f"repeats={FLAGS.repeats} (median ms per generated token)")
+    print(
+        f"backend={keras.backend.backend()} preset={FLAGS.preset} batch={FLAGS.batch_size} "
+        f"repeats={FLAGS.repeats} (median ms per generated token)"
+    )
     print("| L | cached ms/token | recompute ms/token | speed-up |")
     print("|---|---|---|---|")
     cached = {}
     for length in lengths:
         cached[length] = per_token_ms(length, True)
         recompute = per_token_ms(length, False)
-        print(f"| {length} | {cached[length]:.2f} | {recompute:.2f} | "
-              f"{recompute / cached[length]:.1f}x |", flush=True)
-    print(f"cached per-token latency, L={lengths[-1]} / L={lengths[0]}: "
-          f"{cached[lengths[-1]] / cached[lengths[0]]:.2f}")
+        print(
+            f"| {length} | {cached[length]:.2f} | {recompute:.2f} | "
+            f"{recompute / cached[length]:.1f}x |",
+            flush=True,
+        )
+    print(
+        f"cached per-token latency, L={lengths[-1]} / L={lengths[0]}: "
+        f"{cached[lengths[-1]] / cached[lengths[0]]:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -136,9 +136,15 @@ def worker(preset):
 
 def _run(backend, args):
     env = {**os.environ, "KERAS_BACKEND": backend}
-    command = [sys.executable, __file__, *args, f"--batch_size={FLAGS.batch_size}",
-               f"--steps={FLAGS.steps}", f"--warmup={FLAGS.warmup}",
-               f"--matmul_size={FLAGS.matmul_size}"]
+    command = [
+        sys.executable,
+        __file__,
+        *args,
+        f"--batch_size={FLAGS.batch_size}",
+        f"--steps={FLAGS.steps}",
+        f"--warmup={FLAGS.warmup}",
+        f"--matmul_size={FLAGS.matmul_size}",
+    ]
     out = subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -150,8 +156,10 @@ def main(argv):
     if FLAGS.worker:
         print(json.dumps(worker(FLAGS.worker)))
         return
-    print(f"batch_size={FLAGS.batch_size} steps={FLAGS.steps} (median), text length "
-          f"{TEXT_LENGTH}, image 28x28")
+    print(
+        f"batch_size={FLAGS.batch_size} steps={FLAGS.steps} (median), text length "
+        f"{TEXT_LENGTH}, image 28x28"
+    )
     rows = []
     for preset in FLAGS.presets:
         flops = _run("jax", [f"--worker={preset}", "--count_flops"])["flops"]
@@ -163,13 +171,17 @@ def main(argv):
             rows.append(result)
             print(json.dumps(result), flush=True)
     print()
-    print("| preset | backend | params | compile s | step ms | examples/s | GFLOP/step | "
-          "matmul GFLOP/s | MFU |")
+    print(
+        "| preset | backend | params | compile s | step ms | examples/s | GFLOP/step | "
+        "matmul GFLOP/s | MFU |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['preset']} | {r['backend']} | {r['params'] / 1e6:.2f}M | "
-              f"{r['compile_s']:.1f} | {r['step_ms']:.1f} | {r['examples_per_s']:.1f} | "
-              f"{r['gflop_per_step']:.2f} | {r['matmul_gflops']:.0f} | {100 * r['mfu']:.1f}% |")
+        print(
+            f"| {r['preset']} | {r['backend']} | {r['params'] / 1e6:.2f}M | "
+            f"{r['compile_s']:.1f} | {r['step_ms']:.1f} | {r['examples_per_s']:.1f} | "
+            f"{r['gflop_per_step']:.2f} | {r['matmul_gflops']:.0f} | {100 * r['mfu']:.1f}% |"
+        )
     for preset in FLAGS.presets:
         times = {r["backend"]: r["step_ms"] for r in rows if r["preset"] == preset}
         if len(times) == 2:

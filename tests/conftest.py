@@ -42,3 +42,19 @@ def _fixed_seed():
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+def gradients(fn, *args):
+    """Gradients of the scalar `fn(*args)` with respect to every argument (numpy)."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return [np.asarray(g) for g in jax.grad(fn, argnums=tuple(range(len(args))))(*args)]
+    import tensorflow as tf
+
+    tensors = [tf.convert_to_tensor(a) for a in args]
+    with tf.GradientTape() as tape:
+        tape.watch(tensors)
+        value = fn(*tensors)
+    return [g.numpy() for g in tape.gradient(value, tensors)]

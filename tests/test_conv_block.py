@@ -1,10 +1,12 @@
 import keras
 import numpy as np
 import pytest
-from conftest import assert_causal, compile_fn, to_numpy
+from conftest import assert_causal, compile_fn, gradients, to_numpy
+from keras import ops
 from keras.src import testing
 
 from keras_multimodel.layers import ConvBlock
+from keras_multimodel.layers.separable_conv import depthwise_conv1d
 
 SMALL = {"filters": 8, "kernel_sizes": (3, 3, 5), "dilation_rates": (1, 2, 2)}
 
@@ -117,3 +119,23 @@ def test_bad_arguments(kwargs, message):
 def test_wrong_rank_is_a_clear_error():
     with pytest.raises(ValueError, match=r"rank 3.*\(batch, length, channels\)"):
         ConvBlock(8)(np.zeros((2, 4, 4, 8), "float32"))
+
+
+@pytest.mark.parametrize("kernel_size, dilation", [(1, 1), (3, 1), (15, 8), (4, 2)])
+def test_depthwise_conv_and_its_gradient_match_the_backend_convolution(rng, kernel_size, dilation):
+    x = rng.normal(size=(2, 7 + (kernel_size - 1) * dilation, 5)).astype("float32")
+    kernel = rng.normal(size=(kernel_size, 5)).astype("float32")
+    weights = rng.normal(size=(2, 7, 5)).astype("float32")
+
+    def ours(x, kernel):
+        return ops.sum(depthwise_conv1d(x, kernel, dilation) * weights)
+
+    def reference(x, kernel):
+        y = ops.depthwise_conv(x, kernel[:, :, None], padding="valid", dilation_rate=dilation)
+        return ops.sum(y * weights)
+
+    np.testing.assert_allclose(to_numpy(ours(x, kernel)), to_numpy(reference(x, kernel)), rtol=1e-5)
+    for got, expected in zip(
+        gradients(ours, x, kernel), gradients(reference, x, kernel), strict=True
+    ):
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)

@@ -83,8 +83,9 @@ def test_padding_keeps_every_token(rng):
         lambda: ((x, x) for x in source),
         output_signature=(tf.TensorSpec([None], tf.int32), tf.TensorSpec([None], tf.int32)),
     )
-    batch = next(iter(kmm.data.mixture({"copy": dataset}, 3, tasks, repeat=False,
-                                       shuffle_buffer=0)))
+    batch = next(
+        iter(kmm.data.mixture({"copy": dataset}, 3, tasks, repeat=False, shuffle_buffer=0))
+    )
     inputs = batch["text_to_text"]["inputs"].numpy()
     assert inputs.shape == (3, 32)  # 17 tokens -> the 32 bucket
     assert sorted((inputs > 0).sum(axis=1).tolist()) == [3, 9, 17]
@@ -126,7 +127,11 @@ def test_out_of_range_labels_raise():
 def test_bad_arguments_get_clear_errors(rng, kwargs, message):
     tasks = make_tasks()
     datasets = make_datasets(rng)
-    arguments = {"datasets": {"label": datasets["label"], "copy": datasets["copy"]},
-                 "batch_size": 4, "tasks": tasks, **kwargs}
+    arguments = {
+        "datasets": {"label": datasets["label"], "copy": datasets["copy"]},
+        "batch_size": 4,
+        "tasks": tasks,
+        **kwargs,
+    }
     with pytest.raises(ValueError, match=message):
         kmm.data.mixture(**arguments)

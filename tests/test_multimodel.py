@@ -87,8 +87,16 @@ def test_config_and_keras_file_round_trip_give_identical_outputs(rng, tmp_path):
 def test_summary_lists_nets_and_body(capsys):
     make_model().summary()
     printed = capsys.readouterr().out
-    for name in ("image", "audio", "text", "class_label", "command_embedding", "encoder",
-                 "io_mixer", "decoder"):
+    for name in (
+        "image",
+        "audio",
+        "text",
+        "class_label",
+        "command_embedding",
+        "encoder",
+        "io_mixer",
+        "decoder",
+    ):
         assert name in printed
 
 
@@ -158,11 +166,14 @@ def test_input_padding_does_not_change_outputs(rng):
 def test_cached_generation_equals_recomputation(rng, sampler):
     model = make_model()
     batch = make_batch(rng)
-    for task, inputs in (("reverse", batch["text_to_text"]["inputs"]),
-                         ("speech", batch["audio_to_text"]["inputs"])):
+    for task, inputs in (
+        ("reverse", batch["text_to_text"]["inputs"]),
+        ("speech", batch["audio_to_text"]["inputs"]),
+    ):
         cached = model.generate(task, inputs, max_length=12, sampler=sampler, stop_at_end=False)
-        recomputed = model.generate(task, inputs, max_length=12, sampler=sampler,
-                                    use_cache=False, stop_at_end=False)
+        recomputed = model.generate(
+            task, inputs, max_length=12, sampler=sampler, use_cache=False, stop_at_end=False
+        )
         assert cached.shape == (len(keras.tree.flatten(inputs)[-1]), 12)
         np.testing.assert_array_equal(cached, recomputed)
         assert cached.max() > 0
@@ -173,8 +184,15 @@ def test_cached_step_logits_equal_full_decoder(rng):
     model = make_model(eval_capacity_factor=None)
     inputs = make_batch(rng)["text_to_text"]["inputs"]
     tokens = model.generate("copy", inputs, max_length=8, stop_at_end=False)
-    outputs = model({"text_to_text": {"inputs": inputs, "targets": tokens,
-                                      "task_id": np.full((3,), 2, "int32")}})
+    outputs = model(
+        {
+            "text_to_text": {
+                "inputs": inputs,
+                "targets": tokens,
+                "task_id": np.full((3,), 2, "int32"),
+            }
+        }
+    )
     full = np.argmax(to_numpy(outputs["text_to_text"]), axis=-1)
     real = np.cumprod(tokens != 0, axis=1).astype(bool)  # up to the first padding
     np.testing.assert_array_equal(full[real], tokens[real])
@@ -210,8 +228,12 @@ def test_generate_labels_returns_class_ids(rng):
         ("copy", np.ones((1, 4), "int32"), {"max_length": 17}, r"max_length.*\[1, 16\]"),
         ("copy", np.ones((1, 4), "int32"), {"sampler": "top_p"}, "unknown sampler"),
         ("speech", np.ones((1, 9000), "float32"), {}, "max_length=8000"),
-        ("speech", {"waveform": np.ones((1, 90), "float32"), "length": np.array([91])}, {},
-         r"length.*\[1, 90\]"),
+        (
+            "speech",
+            {"waveform": np.ones((1, 90), "float32"), "length": np.array([91])},
+            {},
+            r"length.*\[1, 90\]",
+        ),
     ],
 )
 def test_bad_generate_inputs_get_clear_errors(shared_model, task, inputs, kwargs, message):

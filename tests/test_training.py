@@ -66,3 +66,21 @@ def test_readme_quickstart_learns_both_tasks_and_survives_save_load():
     source, output = results["example"]
     assert output.shape == (16,) and output.max() > 0
     assert results["same_after_load"]
+
+
+@pytest.mark.slow
+def test_readme_quickstart_code_runs(tmp_path, monkeypatch):
+    readme = (pathlib.Path(__file__).parents[1] / "README.md").read_text()
+    start = readme.index("## Quickstart: one model, two modalities")
+    begin = readme.index("```python", start) + len("```python")
+    code = readme[begin : readme.index("```", begin)]
+    code = code.replace("steps_per_epoch=60, epochs=4", "steps_per_epoch=5, epochs=1")
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert (tmp_path / "multimodel.keras").exists()
+    sources = namespace["sources"][:2]
+    np.testing.assert_array_equal(
+        namespace["restored"].generate("reverse", sources),
+        namespace["model"].generate("reverse", sources),
+    )

@@ -55,7 +55,7 @@ def mixture(
     rates=None,
     num_buckets=4,
     repeat=True,
-    shuffle_buffer=1024,
+    shuffle_buffer=256,
     seed=None,
 ):
     """Mixes per-task datasets into the batches `MultiModel.fit` consumes.

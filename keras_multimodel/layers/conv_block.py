@@ -5,6 +5,7 @@ from keras import ops
 
 from keras_multimodel.layers import layer_utils
 from keras_multimodel.layers.masking import zero_padding
+from keras_multimodel.layers.separable_conv import SeparableConv1D
 
 
 @keras.saving.register_keras_serializable(package="keras_multimodel")
@@ -105,14 +106,11 @@ class ConvBlock(keras.layers.Layer):
         for i, (kernel, dilation) in enumerate(
             zip(self.kernel_sizes, self.dilation_rates, strict=True)
         ):
-            conv = keras.layers.SeparableConv1D(
+            conv = SeparableConv1D(
                 self.filters,
                 kernel,
                 dilation_rate=dilation,
-                padding="valid" if self.causal else "same",
-                use_bias=False,
-                depthwise_initializer=layer_utils.clone_initializer(self.kernel_initializer),
-                pointwise_initializer=layer_utils.clone_initializer(self.kernel_initializer),
+                kernel_initializer=self.kernel_initializer,
                 dtype=self.dtype_policy,
                 name=f"conv_{i}",
             )
@@ -139,8 +137,8 @@ class ConvBlock(keras.layers.Layer):
             zip(self.convs, self.norms, self.receptive_fields, strict=True)
         ):
             h = zero_padding(ops.relu(x), mask)  # (B, T, C)
-            if self.causal:
-                h = ops.pad(h, [[0, 0], [field, 0], [0, 0]])  # (B, field + T, C)
+            before = field if self.causal else field // 2
+            h = ops.pad(h, [[0, 0], [before, field - before], [0, 0]])  # (B, field + T, C)
             x = norm(conv(h))  # (B, T, filters)
             if self._closes_residual(i):
                 x = residual + self.dropout_layer(x, training=training)
