@@ -57,7 +57,7 @@ class Text(Modality):
     >>> import numpy as np
     >>> net = Text(vocab_size=100).bind(hidden_size=16)
     >>> x, mask = net.bottom(np.array([[5, 6, 1, 0]]))
-    >>> tuple(x.shape), mask.numpy().tolist() if hasattr(mask, "numpy") else list(mask)
+    >>> tuple(x.shape), np.asarray(mask).tolist()
     ((1, 4, 16), [[True, True, True, False]])
     """
 
