@@ -249,3 +249,16 @@ def test_bad_batches_get_clear_errors(rng):
         model({"text_to_text": {"inputs": np.ones((1, 3), "int32")}})
     with pytest.raises(ValueError, match="data.mixture"):
         model(np.ones((1, 3)))
+
+
+@pytest.mark.slow
+def test_mixed_precision_forward_loss_and_generate(rng):
+    model = make_model(dtype="mixed_bfloat16")
+    batch = make_batch(rng)
+    outputs = model(batch)
+    assert keras.backend.standardize_dtype(outputs["text_to_text"].dtype) == "bfloat16"
+    assert model.encoder.moe.gate_kernel.dtype == "float32"  # the router stays float32
+    loss = float(to_numpy(model.compute_loss(batch, None, outputs)))
+    assert np.isfinite(loss) and loss > 0
+    tokens = model.generate("copy", batch["text_to_text"]["inputs"], max_length=5)
+    assert tokens.shape == (3, 5)
