@@ -284,3 +284,18 @@ def test_expert_initializers_apply_per_expert():
     kernel = to_numpy(moe.expert_kernel_in)
     assert np.abs(kernel).max() <= limit + 1e-6
     assert np.abs(kernel).max() > 0.9 * limit
+
+
+@pytest.mark.parametrize("tokens", [1, 3, 40])
+def test_step_equals_the_no_drop_mixture_for_few_and_many_tokens(rng, tokens):
+    # 1 and 3 tokens x k=2 < 8 experts take the gathered-weights path; 40 dispatch.
+    moe = build_moe(num_experts=8)
+    moe.gate_kernel.assign(rng.normal(size=(8, 8)).astype("float32"))  # distinct choices
+    x = rng.normal(size=(tokens, 8)).astype("float32")
+    mask = np.ones(tokens, bool)
+    mask[-1] = tokens == 1
+    expected, _, _ = moe.mixture(x, mask.astype("float32"), no_drops=True)
+    expected = moe.norm(x + expected)
+    np.testing.assert_allclose(to_numpy(moe.step(x, mask)), to_numpy(expected), atol=1e-5)
+    compiled = compile_fn(lambda x: moe.step(x))
+    np.testing.assert_allclose(to_numpy(compiled(x)), to_numpy(moe.step(x)), atol=1e-5)

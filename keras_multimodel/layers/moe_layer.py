@@ -262,8 +262,31 @@ class MoELayer(keras.layers.Layer):
         x = ops.cast(x, self.compute_dtype)
         input_shape = ops.shape(x)
         tokens = ops.reshape(x, (-1, input_shape[-1]))  # (N, d)
-        mixture, _, _ = self.mixture(tokens, self._valid(tokens, mask), no_drops=True)
+        valid = self._valid(tokens, mask)
+        num_tokens = tokens.shape[0]
+        if num_tokens is not None and num_tokens * self.top_k < self.num_experts:
+            # Few tokens (one decoding step): fetch only the chosen experts' weights
+            # instead of running every expert's N slots.
+            mixture = self._mixture_of_chosen_experts(tokens, self._route(tokens, valid, False))
+        else:
+            mixture, _, _ = self.mixture(tokens, valid, no_drops=True)
         return self.norm(x + ops.reshape(ops.cast(mixture, x.dtype), input_shape))
+
+    def _mixture_of_chosen_experts(self, tokens, routing):
+        """No-drop mixture that gathers each token's k experts' weights: `(N, d)`.
+
+        Reads N * k experts' weights instead of all E, the better plan when
+        N * k < E (decoding a few sequences).
+        """
+        experts = routing.experts  # (N, k)
+        kernel_in = ops.take(self.expert_kernel_in, experts, axis=0)  # (N, k, d, h)
+        hidden = ops.einsum("nd,nkdh->nkh", tokens, kernel_in)
+        hidden = self.activation(hidden + ops.take(self.expert_bias_in, experts, axis=0))
+        kernel_out = ops.take(self.expert_kernel_out, experts, axis=0)  # (N, k, h, d)
+        outputs = ops.einsum("nkh,nkhd->nkd", hidden, kernel_out)
+        outputs = outputs + ops.take(self.expert_bias_out, experts, axis=0)  # (N, k, d)
+        gates = ops.cast(routing.gates, outputs.dtype)[..., None]  # 0 for padding
+        return ops.sum(outputs * gates, axis=1)
 
     def _clear_losses(self):
         # Keras clears a layer's losses whenever the layer is the outermost call. Under
