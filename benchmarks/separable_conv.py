@@ -72,8 +72,10 @@ def main(argv):
                 run()
                 times.append(time.perf_counter() - start)
             ms[name] = 1000 * statistics.median(times)
-        print(f"| {kernel_size} | {dilation} | {ms['ours']:.2f} | {ms['native']:.2f} | "
-              f"{ms['native'] / ms['ours']:.1f}x |")
+        print(
+            f"| {kernel_size} | {dilation} | {ms['ours']:.2f} | {ms['native']:.2f} | "
+            f"{ms['native'] / ms['ours']:.1f}x |"
+        )
 
 
 if __name__ == "__main__":
