@@ -217,7 +217,3 @@ def describe(value):
     dtype = getattr(value, "dtype", type(value).__name__)
     dtype = getattr(dtype, "name", dtype)
     return f"shape={shape} dtype={dtype}"
-
-
-def to_tensor(value, dtype):
-    return ops.convert_to_tensor(value, dtype=dtype)
