@@ -6,7 +6,7 @@ from keras import ops
 from keras.src import testing
 
 from keras_multimodel.layers import ConvBlock
-from keras_multimodel.layers.separable_conv import depthwise_conv1d
+from keras_multimodel.layers.separable_conv import depthwise_conv1d, depthwise_conv2d
 
 SMALL = {"filters": 8, "kernel_sizes": (3, 3, 5), "dilation_rates": (1, 2, 2)}
 
@@ -133,6 +133,25 @@ def test_depthwise_conv_and_its_gradient_match_the_backend_convolution(rng, kern
     def reference(x, kernel):
         y = ops.depthwise_conv(x, kernel[:, :, None], padding="valid", dilation_rate=dilation)
         return ops.sum(y * weights)
+
+    np.testing.assert_allclose(to_numpy(ours(x, kernel)), to_numpy(reference(x, kernel)), rtol=1e-5)
+    for got, expected in zip(
+        gradients(ours, x, kernel), gradients(reference, x, kernel), strict=True
+    ):
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("kernel_size", [3, 4])
+def test_depthwise_conv2d_and_its_gradient_match_the_backend_convolution(rng, kernel_size):
+    x = rng.normal(size=(2, 6, 5, 3)).astype("float32")
+    kernel = rng.normal(size=(kernel_size, kernel_size, 3)).astype("float32")
+    weights = rng.normal(size=(2, 6, 5, 3)).astype("float32")
+
+    def ours(x, kernel):
+        return ops.sum(depthwise_conv2d(x, kernel) * weights)
+
+    def reference(x, kernel):
+        return ops.sum(ops.depthwise_conv(x, kernel[..., None], padding="same") * weights)
 
     np.testing.assert_allclose(to_numpy(ours(x, kernel)), to_numpy(reference(x, kernel)), rtol=1e-5)
     for got, expected in zip(

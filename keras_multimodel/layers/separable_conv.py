@@ -137,3 +137,24 @@ class SeparableConv1D(keras.layers.Layer):
             }
         )
         return config
+
+
+def depthwise_conv2d(x, kernel):
+    """ "Same"-padded, stride-1 depthwise convolution of images with `kernel` `(kh, kw, C)`.
+
+    One `depthwise_conv1d` along the width per kernel row, on the rows shifted by
+    that row's offset, so it shares the fast fused path and its gradient.
+    `x` is `(B, H, W, C)`; returns the same shape.
+    """
+    kernel = ops.copy(kernel)
+    kh, kw = kernel.shape[0], kernel.shape[1]
+    top, left = (kh - 1) // 2, (kw - 1) // 2
+    x = ops.pad(x, [[0, 0], [top, kh - 1 - top], [left, kw - 1 - left], [0, 0]])
+    batch, height = ops.shape(x)[0], ops.shape(x)[1] - (kh - 1)
+    width, channels = ops.shape(x)[2], ops.shape(x)[3]
+    out = None
+    for r in range(kh):
+        rows = ops.reshape(x[:, r : r + height], (-1, width, channels))  # (B*H, W+kw-1, C)
+        term = depthwise_conv1d(rows, kernel[r])  # (B*H, W, C)
+        out = term if out is None else out + term
+    return ops.reshape(out, (batch, height, width - (kw - 1), channels))

@@ -3,7 +3,41 @@
 import keras
 from keras import ops
 
+from keras_multimodel.layers.separable_conv import depthwise_conv2d
 from keras_multimodel.modalities.base import Modality, describe, register_modality
+
+
+@keras.saving.register_keras_serializable(package="keras_multimodel")
+class SeparableConv2D(keras.layers.Layer):
+    """Bias-free 3x3 "same" separable convolution on the fast depthwise path.
+
+    Replaces `keras.layers.SeparableConv2D`, whose grouped convolution is slow under
+    XLA on CPU (see `benchmarks/separable_conv.py`).
+    """
+
+    def __init__(self, filters, kernel_size=3, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.kernel_size = kernel_size
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        size = self.kernel_size
+        self.depthwise_kernel = self.add_weight(
+            name="depthwise_kernel", shape=(size, size, channels), initializer="glorot_uniform"
+        )
+        self.pointwise_kernel = self.add_weight(
+            name="pointwise_kernel", shape=(channels, self.filters), initializer="glorot_uniform"
+        )
+        self.built = True
+
+    def call(self, x):
+        return ops.matmul(depthwise_conv2d(x, self.depthwise_kernel), self.pointwise_kernel)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"filters": self.filters, "kernel_size": self.kernel_size})
+        return config
 
 
 @register_modality
@@ -48,15 +82,18 @@ class Image(Modality):
         image_shape = (None, None, None, self.channels)
 
         def conv(layer_cls, filters, name, shape, **kwargs):
-            layer = layer_cls(
-                filters,
-                3,
-                padding="same",
-                use_bias=False,
-                dtype=self.dtype_policy,
-                name=name,
-                **kwargs,
-            )
+            if layer_cls is SeparableConv2D:
+                layer = SeparableConv2D(filters, dtype=self.dtype_policy, name=name)
+            else:
+                layer = layer_cls(
+                    filters,
+                    3,
+                    padding="same",
+                    use_bias=False,
+                    dtype=self.dtype_policy,
+                    name=name,
+                    **kwargs,
+                )
             layer.build(shape)
             return layer
 
@@ -75,10 +112,7 @@ class Image(Modality):
         self.block_convs, self.block_norms, self.block_pools = [], [], []
         for i in range(self.num_blocks):
             self.block_convs.append(
-                [
-                    conv(keras.layers.SeparableConv2D, d, f"block_{i}_conv_{j}", feature_shape)
-                    for j in range(2)
-                ]
+                [conv(SeparableConv2D, d, f"block_{i}_conv_{j}", feature_shape) for j in range(2)]
             )
             self.block_norms.append([norm(f"block_{i}_norm_{j}") for j in range(2)])
             self.block_pools.append(
