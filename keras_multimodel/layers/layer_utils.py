@@ -54,3 +54,9 @@ def check_rank(layer, shape, ranks, what="inputs", layout="(batch, length, chann
 def clone_initializer(initializer):
     """A fresh copy of a Keras initializer, so that sublayers never share seeded draws."""
     return initializer.__class__.from_config(initializer.get_config())
+
+
+def built(layer, *shapes):
+    """`layer` after `layer.build(*shapes)`: sublayers built with known shapes."""
+    layer.build(*shapes)
+    return layer

@@ -158,3 +158,37 @@ def depthwise_conv2d(x, kernel):
         term = depthwise_conv1d(rows, kernel[r])  # (B*H, W, C)
         out = term if out is None else out + term
     return ops.reshape(out, (batch, height, width - (kw - 1), channels))
+
+
+@keras.saving.register_keras_serializable(package="keras_multimodel")
+class SeparableConv2D(keras.layers.Layer):
+    """Bias-free 3x3 "same" separable convolution on the fast depthwise path.
+
+    The 2-D twin of `SeparableConv1D` (the image modality's entry flow): replaces
+    `keras.layers.SeparableConv2D`, whose grouped convolution is slow under XLA on
+    CPU (see `benchmarks/separable_conv.py`).
+    """
+
+    def __init__(self, filters, kernel_size=3, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.kernel_size = kernel_size
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        size = self.kernel_size
+        self.depthwise_kernel = self.add_weight(
+            name="depthwise_kernel", shape=(size, size, channels), initializer="glorot_uniform"
+        )
+        self.pointwise_kernel = self.add_weight(
+            name="pointwise_kernel", shape=(channels, self.filters), initializer="glorot_uniform"
+        )
+        self.built = True
+
+    def call(self, x):
+        return ops.matmul(depthwise_conv2d(x, self.depthwise_kernel), self.pointwise_kernel)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"filters": self.filters, "kernel_size": self.kernel_size})
+        return config

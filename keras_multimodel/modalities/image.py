@@ -3,41 +3,9 @@
 import keras
 from keras import ops
 
-from keras_multimodel.layers.separable_conv import depthwise_conv2d
+from keras_multimodel.layers import layer_utils
+from keras_multimodel.layers.separable_conv import SeparableConv2D
 from keras_multimodel.modalities.base import Modality, describe, register_modality
-
-
-@keras.saving.register_keras_serializable(package="keras_multimodel")
-class SeparableConv2D(keras.layers.Layer):
-    """Bias-free 3x3 "same" separable convolution on the fast depthwise path.
-
-    Replaces `keras.layers.SeparableConv2D`, whose grouped convolution is slow under
-    XLA on CPU (see `benchmarks/separable_conv.py`).
-    """
-
-    def __init__(self, filters, kernel_size=3, **kwargs):
-        super().__init__(**kwargs)
-        self.filters = filters
-        self.kernel_size = kernel_size
-
-    def build(self, input_shape):
-        channels = input_shape[-1]
-        size = self.kernel_size
-        self.depthwise_kernel = self.add_weight(
-            name="depthwise_kernel", shape=(size, size, channels), initializer="glorot_uniform"
-        )
-        self.pointwise_kernel = self.add_weight(
-            name="pointwise_kernel", shape=(channels, self.filters), initializer="glorot_uniform"
-        )
-        self.built = True
-
-    def call(self, x):
-        return ops.matmul(depthwise_conv2d(x, self.depthwise_kernel), self.pointwise_kernel)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({"filters": self.filters, "kernel_size": self.kernel_size})
-        return config
 
 
 @register_modality
@@ -81,38 +49,39 @@ class Image(Modality):
         d = self._require_hidden_size()
         image_shape = (None, None, None, self.channels)
 
-        def conv(layer_cls, filters, name, shape, **kwargs):
-            if layer_cls is SeparableConv2D:
-                layer = SeparableConv2D(filters, dtype=self.dtype_policy, name=name)
-            else:
-                layer = layer_cls(
-                    filters,
-                    3,
-                    padding="same",
-                    use_bias=False,
-                    dtype=self.dtype_policy,
-                    name=name,
-                    **kwargs,
-                )
-            layer.build(shape)
-            return layer
+        def conv(filters, name, shape, strides=1):
+            layer = keras.layers.Conv2D(
+                filters,
+                3,
+                strides=strides,
+                padding="same",
+                use_bias=False,
+                dtype=self.dtype_policy,
+                name=name,
+            )
+            return layer_utils.built(layer, shape)
 
         def norm(name, channels=d):
             layer = keras.layers.LayerNormalization(dtype=self.dtype_policy, name=name)
-            layer.build((None, None, None, channels))
-            return layer
+            return layer_utils.built(layer, (None, None, None, channels))
 
         half = max(d // 2, 1)
         self.stem_convs = [
-            conv(keras.layers.Conv2D, half, "stem_conv_0", image_shape, strides=2),
-            conv(keras.layers.Conv2D, d, "stem_conv_1", (None, None, None, half)),
+            conv(half, "stem_conv_0", image_shape, strides=2),
+            conv(d, "stem_conv_1", (None, None, None, half)),
         ]
         self.stem_norms = [norm("stem_norm_0", half), norm("stem_norm_1")]
         feature_shape = (None, None, None, d)
         self.block_convs, self.block_norms, self.block_pools = [], [], []
         for i in range(self.num_blocks):
             self.block_convs.append(
-                [conv(SeparableConv2D, d, f"block_{i}_conv_{j}", feature_shape) for j in range(2)]
+                [
+                    layer_utils.built(
+                        SeparableConv2D(d, dtype=self.dtype_policy, name=f"block_{i}_conv_{j}"),
+                        feature_shape,
+                    )
+                    for j in range(2)
+                ]
             )
             self.block_norms.append([norm(f"block_{i}_norm_{j}") for j in range(2)])
             self.block_pools.append(

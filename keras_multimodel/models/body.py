@@ -10,11 +10,7 @@ import keras
 from keras import ops
 
 from keras_multimodel.layers import AttentionBlock, ConvBlock, MoELayer
-
-
-def _built(layer, *shapes):
-    layer.build(*shapes)
-    return layer
+from keras_multimodel.layers.layer_utils import built
 
 
 class _BodyPart(keras.layers.Layer):
@@ -36,7 +32,7 @@ class _BodyPart(keras.layers.Layer):
             dtype=self.dtype_policy,
             name=name,
         )
-        return _built(block, (None, None, input_channels or c["hidden_size"]))
+        return built(block, (None, None, input_channels or c["hidden_size"]))
 
     def _attention(self, name):
         c = self.config
@@ -44,7 +40,7 @@ class _BodyPart(keras.layers.Layer):
             c["num_heads"], dropout=c["dropout"], dtype=self.dtype_policy, name=name
         )
         shape = (None, None, c["hidden_size"])
-        return _built(attention, shape, shape)
+        return built(attention, shape, shape)
 
     def _moe(self, name):
         c = self.config
@@ -59,7 +55,7 @@ class _BodyPart(keras.layers.Layer):
             dtype=self.dtype_policy,
             name=name,
         )
-        return _built(moe, (None, None, c["hidden_size"]))
+        return built(moe, (None, None, c["hidden_size"]))
 
     def get_config(self):
         config = super().get_config()

@@ -14,8 +14,20 @@ the experts). "tiny" runs the test suite on a laptop CPU.
 
 import copy
 
+# Settings every preset shares: the paper's conv block and MoE capacity and loss.
+_SHARED = {
+    "kernel_sizes": (3, 3, 15, 15),
+    "dilation_rates": (1, 1, 1, 8),
+    "top_k": 2,
+    "capacity_factor": 1.25,
+    "eval_capacity_factor": 2.0,
+    "moe_loss_coef": 1e-2,
+    "dropout": 0.1,
+}
+
 PRESETS = {
     "tiny": {
+        **_SHARED,
         "hidden_size": 64,
         "num_heads": 4,
         "encoder_blocks": 2,
@@ -24,41 +36,26 @@ PRESETS = {
         "dilation_rates": (1, 1, 1, 4),
         "num_experts": 4,
         "expert_hidden_size": 128,
-        "top_k": 2,
-        "capacity_factor": 1.25,
-        "eval_capacity_factor": 2.0,
-        "moe_loss_coef": 1e-2,
         "dropout": 0.0,
     },
     "base": {
+        **_SHARED,
         "hidden_size": 256,
         "num_heads": 8,
         "encoder_blocks": 4,
         "decoder_layers": 4,
-        "kernel_sizes": (3, 3, 15, 15),
-        "dilation_rates": (1, 1, 1, 8),
         "num_experts": 16,
         "expert_hidden_size": 1024,
-        "top_k": 2,
-        "capacity_factor": 1.25,
-        "eval_capacity_factor": 2.0,
-        "moe_loss_coef": 1e-2,
-        "dropout": 0.1,
     },
     "paper": {
+        **_SHARED,
         "hidden_size": 512,
         "num_heads": 8,
         "encoder_blocks": 6,
         "decoder_layers": 4,
-        "kernel_sizes": (3, 3, 15, 15),
-        "dilation_rates": (1, 1, 1, 8),
         "num_experts": 240,
         "expert_hidden_size": 2048,
         "top_k": 4,
-        "capacity_factor": 1.25,
-        "eval_capacity_factor": 2.0,
-        "moe_loss_coef": 1e-2,
-        "dropout": 0.1,
     },
 }
 
