@@ -8,7 +8,7 @@ HERE = pathlib.Path(__file__).parent
 
 setuptools.setup(
     name="keras-multimodel",
-    version="0.1.0",
+    version="0.3.0",
     description=(
         "The MultiModel of 'One Model To Learn Them All' (Kaiser et al., 2017) "
         "for Keras 3: one model for images, audio and text."
@@ -18,12 +18,15 @@ setuptools.setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=setuptools.find_packages(include=["keras_multimodel", "keras_multimodel.*"]),
+    package_data={"keras_multimodel.data": ["files/*"]},
     install_requires=[
         "keras>=3.10,<4",
         "tensorflow>=2.18",
         "tensorflow-text>=2.18",
         "keras-nlp>=0.20",
         "absl-py>=2.0",
+        "tensorboard",
+        "pillow",
         "numpy",
     ],
     extras_require={

@@ -21,6 +21,6 @@ from keras_multimodel import data, layers, modalities, models
 from keras_multimodel.models import MultiModel
 from keras_multimodel.task import Task
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = ["MultiModel", "Task", "data", "layers", "modalities", "models", "__version__"]

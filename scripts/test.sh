@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Installs keras-multimodel with its test extras, checks style, and runs the test
-# suite once per backend (KERAS_BACKEND is fixed at import time). Extra arguments go
+# Installs keras-multimodel with its test extras (scripts/install.sh), checks style, and
+# runs the test suite once per backend (KERAS_BACKEND is fixed at import time). Extra arguments go
 # to pytest, e.g. `bash scripts/test.sh -m "not slow"`.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-python -m pip install -q -e ".[jax,test]" || exit 1
+bash scripts/install.sh || exit 1
 ruff check . || exit 1
 status=0
 for backend in tensorflow jax; do

@@ -135,3 +135,49 @@ def test_bad_arguments_get_clear_errors(rng, kwargs, message):
     }
     with pytest.raises(ValueError, match=message):
         kmm.data.mixture(**arguments)
+
+
+def test_mixing_rate_strategies():
+    sizes = {"big": 10000, "mid": 1000, "small": 100}
+    uniform = kmm.data.mixing_rates(sizes, "uniform")
+    assert all(abs(rate - 1 / 3) < 1e-9 for rate in uniform.values())
+    proportional = kmm.data.mixing_rates(sizes, "proportional")
+    np.testing.assert_allclose(
+        [proportional[k] for k in sizes], np.array([10000, 1000, 100]) / 11100
+    )
+    capped = kmm.data.mixing_rates(sizes, "proportional", cap=1000)
+    np.testing.assert_allclose([capped[k] for k in sizes], np.array([1000, 1000, 100]) / 2100)
+    warm = kmm.data.mixing_rates(sizes, "temperature", temperature=2.0)
+    np.testing.assert_allclose([warm[k] for k in sizes], np.array([100, 31.6228, 10]) / 141.6228,
+                               rtol=1e-4)  # fmt: skip
+    hot = kmm.data.mixing_rates(sizes, "temperature", temperature=1e6)
+    assert max(hot.values()) - min(hot.values()) < 1e-4  # -> uniform
+    with pytest.raises(ValueError, match="unknown strategy 'mixed'"):
+        kmm.data.mixing_rates(sizes, "mixed")
+    with pytest.raises(ValueError, match="size of task 'big' must be an int"):
+        kmm.data.mixing_rates({"big": -1}, "proportional")
+
+
+def test_mixture_samples_tasks_at_the_strategy_rates(rng):
+    """Within one group, tasks are drawn in proportion to their (capped) sizes."""
+    text = Text(vocab_size=40, max_length=8)
+    tasks = [kmm.Task(name, text, text) for name in ("a", "b", "c")]
+    sizes = {"a": 900, "b": 300, "c": 100}
+    datasets = {
+        name: tf.data.Dataset.from_tensor_slices(
+            (np.full((size, 4), 5, "int32"), np.full((size, 4), 6, "int32"))
+        )
+        for name, size in sizes.items()
+    }
+    for strategy, kwargs in (("proportional", {}), ("proportional", {"cap": 300}),
+                             ("temperature", {"temperature": 2.0})):  # fmt: skip
+        expected = kmm.data.mixing_rates(sizes, strategy, **kwargs)
+        dataset = kmm.data.mixture(datasets, 64, tasks, rates=strategy, seed=3, **kwargs)
+        ids = np.concatenate(
+            [batch["text_to_text"]["task_id"].numpy() for batch in dataset.take(60)]
+        )
+        observed = np.bincount(ids, minlength=3) / len(ids)
+        np.testing.assert_allclose(observed, [expected[k] for k in "abc"], atol=0.03)
+    unknown_size = datasets["a"].filter(lambda x, y: True)
+    with pytest.raises(ValueError, match="size of task 'a'.*unknown"):
+        kmm.data.mixture({**datasets, "a": unknown_size}, 8, tasks, rates="proportional")

@@ -30,9 +30,77 @@ def _plan(tasks):
     return TaskPlan(tasks)
 
 
-def _rates(plan, datasets, rates):
+STRATEGIES = ("uniform", "proportional", "temperature")
+
+
+def mixing_rates(sizes, strategy="uniform", cap=None, temperature=2.0):
+    """Task rates from dataset sizes, normalised to sum to 1.
+
+    - "uniform": every task alike;
+    - "proportional": examples-proportional, each size capped at `cap` (Raffel et
+      al., 2020) so a huge task cannot crowd out the rest;
+    - "temperature": proportional to `min(size, cap) ** (1 / temperature)`;
+      temperature 1 is "proportional", larger values move towards "uniform".
+
+    >>> rates = mixing_rates({"a": 100, "b": 400}, "proportional")
+    >>> {k: round(v, 2) for k, v in rates.items()}
+    {'a': 0.2, 'b': 0.8}
+    >>> {k: round(v, 2) for k, v in mixing_rates({"a": 100, "b": 400}, "temperature").items()}
+    {'a': 0.33, 'b': 0.67}
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"mixing_rates: unknown strategy {strategy!r}; use one of {STRATEGIES}.")
+    if not sizes:
+        raise ValueError("mixing_rates: `sizes` is empty.")
+    for name, size in sizes.items():
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise ValueError(
+                f"mixing_rates: the size of task {name!r} must be an int >= 0 (examples); "
+                f"got {size!r}."
+            )
+    if cap is not None and (not isinstance(cap, int) or cap < 1):
+        raise ValueError(f"mixing_rates: `cap` must be a positive int or None; got {cap!r}.")
+    if not isinstance(temperature, (int, float)) or temperature <= 0:
+        raise ValueError(f"mixing_rates: `temperature` must be > 0; got {temperature!r}.")
+    capped = {name: min(size, cap) if cap else size for name, size in sizes.items()}
+    if strategy == "uniform":
+        raw = {name: 1.0 for name in sizes}
+    elif strategy == "proportional":
+        raw = {name: float(size) for name, size in capped.items()}
+    else:
+        raw = {name: float(size) ** (1.0 / temperature) for name, size in capped.items()}
+    total = sum(raw.values())
+    if total <= 0:
+        raise ValueError("mixing_rates: every task is empty.")
+    return {name: value / total for name, value in raw.items()}
+
+
+def _dataset_sizes(datasets):
+    sizes = {}
+    for name, dataset in datasets.items():
+        size = int(dataset.cardinality())
+        if size < 0:
+            raise ValueError(
+                f"mixture: the size of task {name!r}'s dataset is unknown or infinite, so a "
+                "rate strategy cannot use it; pass explicit `rates={task: rate}` instead."
+            )
+        sizes[name] = size
+    return sizes
+
+
+def _rates(plan, datasets, rates, cap=None, temperature=2.0):
     if rates is None:
-        rates = {name: 1.0 for name in datasets}
+        rates = "uniform"
+    if isinstance(rates, str):
+        if rates not in STRATEGIES:
+            raise ValueError(
+                f"mixture: unknown rate strategy {rates!r}; use one of {STRATEGIES} or a "
+                "{task: rate} dict."
+            )
+        sizes = {name: 1 for name in datasets} if rates == "uniform" else _dataset_sizes(datasets)
+        rates = mixing_rates(sizes, rates, cap=cap, temperature=temperature)
+    if not isinstance(rates, dict):
+        raise ValueError(f"mixture: `rates` must be a strategy name or a dict; got {rates!r}.")
     unknown = sorted(set(rates) - set(datasets))
     if unknown:
         raise ValueError(f"mixture: `rates` name tasks without datasets: {unknown}.")
@@ -57,6 +125,8 @@ def mixture(
     repeat=True,
     shuffle_buffer=256,
     seed=None,
+    cap=None,
+    temperature=2.0,
 ):
     """Mixes per-task datasets into the batches `MultiModel.fit` consumes.
 
@@ -77,12 +147,16 @@ def mixture(
             (unbatched).
         batch_size: examples per step, over all groups.
         tasks: the `MultiModel` (or its list of `Task`s) the batches are for.
-        rates: `{task name: rate}`; uniform over tasks when None.
+        rates: `{task name: rate}`, or a strategy of `mixing_rates` computed from
+            the datasets' sizes: "uniform" (the default), "proportional" (with
+            `cap`) or "temperature" (with `temperature` and `cap`).
         num_buckets: padded lengths per variable-length tensor.
         repeat: repeat every task forever (train with `steps_per_epoch`); with
             False the mixture ends when its first group runs out.
         shuffle_buffer: examples shuffled per task; 0 to keep the order.
         seed: seed of shuffling and task sampling.
+        cap: largest size counted per task by "proportional" and "temperature".
+        temperature: the "temperature" strategy's temperature.
 
     Returns:
         A `tf.data.Dataset` of batches, prefetched.
@@ -112,7 +186,7 @@ def mixture(
         raise ValueError(f"mixture: `batch_size` must be a positive int; got {batch_size!r}.")
     if isinstance(num_buckets, bool) or not isinstance(num_buckets, int) or num_buckets < 1:
         raise ValueError(f"mixture: `num_buckets` must be a positive int; got {num_buckets!r}.")
-    rates = _rates(plan, datasets, rates)
+    rates = _rates(plan, datasets, rates, cap, temperature)
 
     groups, max_lengths = {}, {}
     for group, names in plan.groups.items():

@@ -5,6 +5,9 @@ import keras_hub
 import numpy as np
 from keras import ops
 
+from keras_multimodel.data.tokenizer import decode, encode
+from keras_multimodel.modalities import Text
+
 SAMPLERS = {
     "greedy": lambda: keras_hub.samplers.GreedySampler(),
     "beam": lambda: keras_hub.samplers.BeamSampler(num_beams=4),
@@ -42,7 +45,14 @@ class GenerationMixin:
     """Decoding for `MultiModel`: `generate(task, inputs, ...)`."""
 
     def generate(
-        self, task, inputs, max_length=None, sampler="greedy", use_cache=True, stop_at_end=True
+        self,
+        task,
+        inputs,
+        max_length=None,
+        sampler="greedy",
+        use_cache=True,
+        stop_at_end=True,
+        detokenize=None,
     ):
         """Decodes the outputs of `task` for a batch of raw inputs.
 
@@ -60,14 +70,31 @@ class GenerationMixin:
             sampler: "greedy", "beam" (4 beams), or a `keras_hub.samplers.Sampler`.
             use_cache: decode with caches (fast) or by recomputation.
             stop_at_end: stop once every sequence has produced its end token.
+            detokenize: return text targets as strings; by default when the model
+                has a `tokenizer`. With a tokenizer, text inputs may also be given as
+                a list of strings.
 
         Returns:
             numpy int32: class ids `(B,)` for label targets; token ids `(B,
             max_length)` for sequence targets, with the end token and what follows
-            set to 0 (padding).
+            set to 0 (padding). A list of strings for text targets when
+            detokenizing.
         """
         task = self.plan.task(task)
         input_net, target_net = self.nets_of(task.name)
+        inputs = self._tokenize_inputs(task.name, input_net, inputs)
+        if detokenize is None:
+            detokenize = self.tokenizer is not None and isinstance(target_net, Text)
+        if detokenize:
+            if self.tokenizer is None or not isinstance(target_net, Text):
+                raise ValueError(
+                    f"generate({task.name!r}, detokenize=True) needs a model built with a "
+                    "`tokenizer` and a task with text targets."
+                )
+            tokens = self.generate(
+                task.name, inputs, max_length, sampler, use_cache, stop_at_end, detokenize=False
+            )
+            return decode(self.tokenizer, tokens)
         inputs = input_net.check_inputs(inputs, task.name)
         batch = int(ops.shape(keras.tree.flatten(inputs)[0])[0])
         command = np.full((batch,), self.plan.command_index[task.name], "int32")
@@ -117,6 +144,26 @@ class GenerationMixin:
         if target_net.end_token_id is not None:
             tokens = _clear_after_end(tokens, target_net.end_token_id)
         return np.asarray(ops.convert_to_numpy(tokens))
+
+    def _tokenize_inputs(self, task_name, input_net, inputs):
+        """Strings -> padded token ids for text inputs, when the model has a tokenizer."""
+        if isinstance(inputs, str):
+            inputs = [inputs]
+        is_text = isinstance(inputs, (list, tuple)) and inputs and isinstance(inputs[0], str)
+        if not is_text:
+            return inputs
+        if self.tokenizer is None or not isinstance(input_net, Text):
+            raise ValueError(
+                f"Task {task_name!r} received strings; only text tasks of a model built with a "
+                "`tokenizer` take strings (give token ids otherwise)."
+            )
+        if not all(isinstance(text, str) for text in inputs):
+            raise ValueError(f"Task {task_name!r}: mix of strings and other inputs: {inputs!r}.")
+        rows = encode(self.tokenizer, inputs, add_end=False)
+        ids = np.zeros((len(rows), max(1, max(len(r) for r in rows))), "int32")
+        for i, row in enumerate(rows):
+            ids[i, : len(row)] = row
+        return ids
 
     def _classify(self, input_net, target_net, inputs, command):
         encoded, encoded_mask = self.encode(input_net, inputs, training=False)

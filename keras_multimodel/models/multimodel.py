@@ -1,6 +1,7 @@
 """MultiModel: modality nets around one encoder-mixer-decoder body, trained with `fit`."""
 
 import keras
+import keras_hub
 import numpy as np
 from keras import ops
 
@@ -35,6 +36,10 @@ class MultiModel(GenerationMixin, keras.Model):
     Args:
         tasks: list of `keras_multimodel.Task`.
         preset: "tiny", "base" or "paper" (see `keras_multimodel.models.presets`).
+        tokenizer: optional keras-hub tokenizer of the text tasks (e.g. from
+            `keras_multimodel.data.train_tokenizer`). It is saved with the model,
+            and `generate` then takes strings for text inputs and returns strings
+            for text targets.
         **overrides: preset settings to change, e.g. `hidden_size=128`, and base
             `keras.Model` arguments (`name`, `dtype`).
 
@@ -49,8 +54,16 @@ class MultiModel(GenerationMixin, keras.Model):
     (2,)
     """
 
-    def __init__(self, tasks, preset="tiny", name="multimodel", dtype=None, **overrides):
+    def __init__(
+        self, tasks, preset="tiny", tokenizer=None, name="multimodel", dtype=None, **overrides
+    ):
         super().__init__(name=name, dtype=dtype)
+        if tokenizer is not None and not isinstance(tokenizer, keras_hub.tokenizers.Tokenizer):
+            raise ValueError(
+                "MultiModel: `tokenizer` must be a keras_hub tokenizer (e.g. from "
+                f"keras_multimodel.data.train_tokenizer); received {type(tokenizer).__name__}."
+            )
+        self.tokenizer = tokenizer
         self.plan = TaskPlan(tasks)
         self.tasks = self.plan.tasks
         self.preset = preset
@@ -198,6 +211,11 @@ class MultiModel(GenerationMixin, keras.Model):
             "dtype": keras.dtype_policies.serialize(self.dtype_policy),
             "tasks": [task.get_config() for task in self.tasks],
             "preset": self.preset,
+            "tokenizer": (
+                None
+                if self.tokenizer is None
+                else keras.saving.serialize_keras_object(self.tokenizer)
+            ),
             **self.overrides,
         }
 
@@ -205,6 +223,8 @@ class MultiModel(GenerationMixin, keras.Model):
     def from_config(cls, config):
         config = dict(config)
         config["tasks"] = [Task.from_config(task) for task in config["tasks"]]
+        if config.get("tokenizer") is not None:
+            config["tokenizer"] = keras.saving.deserialize_keras_object(config["tokenizer"])
         if isinstance(config.get("dtype"), dict):
             config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
         return cls(**config)

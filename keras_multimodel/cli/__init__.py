@@ -1,0 +1,1 @@
+"""The command line's jobs: `train`, `evaluate` and `predict` on the bundled tasks."""
