@@ -23,8 +23,12 @@ def accuracy(references, predictions):
     return float(np.mean(references == predictions)) if references.size else 0.0
 
 
-def bleu(references, hypotheses):
+def bleu(references, hypotheses, smooth=False):
     """Corpus BLEU (0-100) of hypothesis strings against one reference each.
+
+    `smooth=True` adds one to the matched and total counts of every n-gram order
+    (keras-hub's smoothing, after Lin and Och, 2004), for corpora of short texts
+    such as captions, where 4-gram matches are rare.
 
     Precisions (5/6, 3/5, 2/4, 1/3), no brevity penalty: 100 * (1/12) ** (1/4).
 
@@ -35,12 +39,17 @@ def bleu(references, hypotheses):
 
     >>> round(bleu(["the cat sat on the mat", "a b c d"], ["the cat sat on the mat", "x"]), 1)
     62.7
+
+    Smoothed precisions (3/4, 2/3, 1/2, 1/1): 100 * (1/4) ** (1/4).
+
+    >>> bleu(["a red apple"], ["a red pear"]), round(bleu(["a red apple"], ["a red pear"], True), 1)
+    (0.0, 70.7)
     >>> bleu(["the cat sat on the mat"], [""])
     0.0
     """
     if not any(h.strip() for h in hypotheses):
         return 0.0  # no hypothesis words: BLEU is 0 (keras-hub would divide by zero)
-    metric = keras_hub.metrics.Bleu()
+    metric = keras_hub.metrics.Bleu(smooth=smooth)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # brevity penalty of empty lines
         # One reference per hypothesis: keras-hub reads a flat list differently.

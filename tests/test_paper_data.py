@@ -161,3 +161,15 @@ def test_paper_tasks_train_together(tokenizer):
 def test_make_tasks_errors(tokenizer):
     with pytest.raises(DataError, match="unknown task.*speech.*the bundled tasks are"):
         kmm.data.make_tasks(tokenizer, ["speech"])
+
+
+def test_full_size_data():
+    english, _ = paper.load_examples("translate_en_es", "train", "full")
+    assert len(english) > 3 * len(paper.load_examples("translate_en_es", "train")[0])
+    if paper.DEBIAN_FASHION_MNIST.is_dir():
+        images, labels = paper.load_examples("classify_image", "train", "full")
+        assert len(images) == 60000 - 500  # the bundled validation images are held out
+        assert images.shape[1:] == (28, 28, 1) and len(labels) == len(images)
+    else:
+        with pytest.raises(DataError, match="apt-get install dataset-fashion-mnist"):
+            paper.load_examples("classify_image", "train", "full")

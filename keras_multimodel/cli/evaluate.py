@@ -96,9 +96,10 @@ def _score(task, references, outputs, inputs, data_size):
             "UAS": (uas, base_uas),
         }  # fmt: skip
         return "LAS", las, "majority label+head", base_las, extra
-    if task == "caption_image":
-        return ("BLEU", evaluation.bleu(references, outputs), "empty output",
-                evaluation.bleu(references, [""] * len(outputs)), {})  # fmt: skip
+    if task == "caption_image":  # names of 1-5 words: 4-gram matches are rare, so smooth
+        return ("BLEU (smoothed)", evaluation.bleu(references, outputs, smooth=True),
+                "empty output", evaluation.bleu(references, [""] * len(outputs), smooth=True),
+                {})  # fmt: skip
     return ("BLEU", evaluation.bleu(references, outputs), "copy the input",
             evaluation.bleu(references, inputs), {})  # fmt: skip
 
@@ -132,8 +133,12 @@ def evaluate(model_dir, batch_size=64, max_examples=None, real_speech=True):
         rows.append([name, metric, score, baseline_name, baseline, len(references)])
         for extra_metric, (value, base) in extra.items():
             rows.append([name, extra_metric, value, baseline_name, base, len(references)])
-        example = outputs[0] if not isinstance(outputs[0], np.integer) else int(outputs[0])
-        print(f"  e.g. {references[0]!r} -> {example!r}")
+        if task == "classify_image":
+            reference, example = (paper.FASHION_MNIST_CLASSES[int(references[0])],
+                                  paper.FASHION_MNIST_CLASSES[int(outputs[0])])  # fmt: skip
+        else:
+            reference, example = references[0], outputs[0]
+        print(f"  e.g. {reference!r} -> {example!r}")
     print_table(rows)
     result = {"rows": rows, "seconds": time.time() - start, "settings": settings}
     (pathlib.Path(model_dir) / "evaluation.json").write_text(
