@@ -50,7 +50,8 @@ def main(argv):
 
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     # Both buckets compiled before timing; steps alternate over pre-fetched batches.
-    held = [next(batches) for _ in range(FLAGS.steps + 10)]
+    numpy_batches = data.as_numpy_iterator()  # JAX's train_on_batch takes numpy, not tf
+    held = [next(numpy_batches) for _ in range(FLAGS.steps + 10)]
     for batch in held[:10]:
         model.train_on_batch(batch)
     steps = []
