@@ -34,6 +34,10 @@ def train_tokenizer(texts, vocabulary_size=4000, lowercase=False):
     if isinstance(vocabulary_size, bool) or not isinstance(vocabulary_size, int):
         raise ValueError(f"train_tokenizer: `vocabulary_size` must be an int; got "
                          f"{vocabulary_size!r}.")
+    import sentencepiece
+
+    if hasattr(sentencepiece, "set_min_log_level"):
+        sentencepiece.set_min_log_level(2)  # the trainer's hundreds of info lines
     proto = keras_hub.tokenizers.compute_sentence_piece_proto(
         tf.data.Dataset.from_tensor_slices(texts),
         vocabulary_size=vocabulary_size,
