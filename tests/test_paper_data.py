@@ -156,6 +156,21 @@ def test_paper_tasks_train_together(tokenizer):
     assert all(np.isfinite(logs[f"{task}_loss"][0]) for task in paper.TASKS)
     text = model.generate("translate_es_en", ["En el principio"], max_length=4)
     assert isinstance(text, list) and isinstance(text[0], str)
+    ids = model.generate("translate_es_en", ["En el principio"], max_length=4, detokenize=False)
+    assert kmm.data.decode(tokenizer, ids) == text
+
+
+def test_tokenizer_is_saved_with_the_model(tokenizer, tmp_path):
+    tasks = kmm.data.make_tasks(tokenizer, ["parse_en"])
+    model = kmm.MultiModel(tasks, "tiny", tokenizer=tokenizer)
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras")
+    assert loaded.tokenizer.proto == tokenizer.proto  # the vocabulary travels inside
+    sentence = ["The earth was formless ."]
+    expected = model.generate("parse_en", sentence, max_length=6)
+    assert loaded.generate("parse_en", sentence, max_length=6) == expected
+    with pytest.raises(ValueError, match="`tokenizer` must be a keras_hub tokenizer"):
+        kmm.MultiModel(tasks, "tiny", tokenizer="vocab.model")
 
 
 def test_make_tasks_errors(tokenizer):
