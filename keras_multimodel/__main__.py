@@ -19,15 +19,10 @@ import sys
 
 from absl import app, flags
 
+# `python -m` has already imported the package (and Keras) before this module runs.
+from keras_multimodel.data.paper import TASKS
+
 FLAGS = flags.FLAGS
-TASKS = (
-    "classify_image",
-    "caption_image",
-    "transcribe_speech",
-    "translate_en_es",
-    "translate_es_en",
-    "parse_en",
-)  # keras_multimodel.data.paper.TASKS, without importing TensorFlow for --help
 flags.DEFINE_string("output_dir", None, "train: the run's directory (resumes if it exists).")
 flags.DEFINE_string("model_dir", None, "evaluate, predict: a finished train --output_dir.")
 flags.DEFINE_string("preset", "tiny", "train: model preset (tiny, base, paper).")

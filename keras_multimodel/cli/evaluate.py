@@ -10,7 +10,7 @@ import numpy as np
 from keras_multimodel import evaluation
 from keras_multimodel.cli.train import MODEL_FILE, SETTINGS_FILE
 from keras_multimodel.data import DataError, paper
-from keras_multimodel.data.tokenizer import encode
+from keras_multimodel.data.tokenizer import encode, pad_rows
 
 
 def load_run(model_dir):
@@ -33,27 +33,23 @@ def model_inputs(model, task, examples):
     """Raw examples -> fixed-shape model inputs (one compiled program per task)."""
     input_net, _ = model.nets_of(task)
     if task == "transcribe_speech":
-        lengths = np.array([len(w) for w in examples], "int32")
-        waveform = np.zeros((len(examples), input_net.max_length), "float32")
-        for i, w in enumerate(examples):
-            if len(w) > input_net.max_length:
-                raise DataError(
-                    f"audio of {len(w) / input_net.sample_rate:.1f} s is longer than the "
-                    f"model's {input_net.max_length / input_net.sample_rate:.1f} s"
-                )
-            waveform[i, : len(w)] = w
-        return {"waveform": waveform, "length": lengths}
+        longest = max(len(w) for w in examples)
+        if longest > input_net.max_length:
+            raise DataError(
+                f"audio of {longest / input_net.sample_rate:.1f} s is longer than the "
+                f"model's {input_net.max_length / input_net.sample_rate:.1f} s"
+            )
+        waveform = pad_rows(examples, input_net.max_length, "float32")
+        return {"waveform": waveform, "length": np.array([len(w) for w in examples], "int32")}
     if isinstance(examples, list) and examples and isinstance(examples[0], str):
         rows = encode(model.tokenizer, examples, add_end=False)
-        ids = np.zeros((len(rows), input_net.max_length), "int32")
-        for i, row in enumerate(rows):
-            if len(row) > input_net.max_length:
-                raise DataError(
-                    f"the text is {len(row)} tokens long; the model takes at most "
-                    f"{input_net.max_length}"
-                )
-            ids[i, : len(row)] = row
-        return ids
+        longest = max(len(row) for row in rows)
+        if longest > input_net.max_length:
+            raise DataError(
+                f"the text is {longest} tokens long; the model takes at most "
+                f"{input_net.max_length}"
+            )
+        return pad_rows(rows, input_net.max_length)
     return np.asarray(examples)
 
 

@@ -56,6 +56,21 @@ def encode(tokenizer, texts, add_end=True):
     return rows
 
 
+def pad_rows(rows, length=None, dtype="int32"):
+    """1-D rows (token ids, waveform samples) -> a `(len(rows), length)` array, 0-padded.
+
+    `length` defaults to the longest row; callers check that no row is longer.
+
+    >>> pad_rows([[5, 6, 3], [7]]).tolist()
+    [[5, 6, 3], [7, 0, 0]]
+    """
+    length = max(1, max(len(row) for row in rows)) if length is None else length
+    out = np.zeros((len(rows), length), dtype)
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = row
+    return out
+
+
 def decode(tokenizer, ids):
     """Id rows (padding 0, maybe an end id) -> strings; stops at the first end id."""
     texts = []

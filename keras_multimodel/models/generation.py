@@ -5,7 +5,7 @@ import keras_hub
 import numpy as np
 from keras import ops
 
-from keras_multimodel.data.tokenizer import decode, encode
+from keras_multimodel.data.tokenizer import decode, encode, pad_rows
 from keras_multimodel.modalities import Text
 
 SAMPLERS = {
@@ -159,11 +159,7 @@ class GenerationMixin:
             )
         if not all(isinstance(text, str) for text in inputs):
             raise ValueError(f"Task {task_name!r}: mix of strings and other inputs: {inputs!r}.")
-        rows = encode(self.tokenizer, inputs, add_end=False)
-        ids = np.zeros((len(rows), max(1, max(len(r) for r in rows))), "int32")
-        for i, row in enumerate(rows):
-            ids[i, : len(row)] = row
-        return ids
+        return pad_rows(encode(self.tokenizer, inputs, add_end=False))
 
     def _classify(self, input_net, target_net, inputs, command):
         encoded, encoded_mask = self.encode(input_net, inputs, training=False)
