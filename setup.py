@@ -31,10 +31,9 @@ setuptools.setup(
     ],
     extras_require={
         "jax": ["jax>=0.4.30", "jaxlib>=0.4.30"],
-        "test": ["pytest>=8", "ruff>=0.6"],
-        # tensorflow-io 0.37 is its last release; its native ops do not load with
-        # recent TensorFlow (DESIGN section 9). Nothing in the core path needs it.
-        "tfio": ["tensorflow-io>=0.37"],
+        # tensorflow-datasets: the TFDS loaders' tests run on the real builders'
+        # feature specs (mock data, nothing downloaded).
+        "test": ["pytest>=8", "ruff>=0.6", "tensorflow-datasets>=4.9"],
     },
     classifiers=[
         "License :: OSI Approved :: Apache Software License",

@@ -32,11 +32,10 @@ def main(argv):
     import keras
 
     import keras_multimodel as kmm
-    from keras_multimodel.data import paper
 
-    tokenizer = kmm.data.train_tokenizer(paper.training_texts(), 4000)
+    tokenizer = kmm.data.train_tokenizer(kmm.data.training_texts(), 4000)
     model = kmm.MultiModel(kmm.data.make_tasks(tokenizer), FLAGS.preset, tokenizer=tokenizer)
-    sets = {task: paper.load(task, "train", tokenizer) for task in paper.TASKS}
+    sets = {task: kmm.data.load(task, "train", tokenizer) for task in kmm.data.PAPER_TASKS}
     data = kmm.data.mixture(sets, FLAGS.batch_size, model, num_buckets=2, seed=0)
     batches = iter(data)
     for _ in range(FLAGS.warmup):

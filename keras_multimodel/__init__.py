@@ -14,13 +14,32 @@ model = kmm.MultiModel(
 ```
 
 Reusable layers live in `keras_multimodel.layers`, modality nets in
-`keras_multimodel.modalities`, input pipelines in `keras_multimodel.data`.
+`keras_multimodel.modalities`, input pipelines and the bundled tasks in
+`keras_multimodel.data` (imported on first use: the model code never needs it).
 """
 
-from keras_multimodel import data, layers, modalities, models
+import importlib
+
+from keras_multimodel import errors, layers, modalities, models
 from keras_multimodel.models import MultiModel
 from keras_multimodel.task import Task
 
 __version__ = "0.3.0"
 
-__all__ = ["MultiModel", "Task", "data", "layers", "modalities", "models", "__version__"]
+__all__ = [
+    "MultiModel",
+    "Task",
+    "data",
+    "errors",
+    "layers",
+    "modalities",
+    "models",
+    "__version__",
+]
+
+
+def __getattr__(name):
+    # `keras_multimodel.data` (tf.data pipelines, bundled data sets) loads on first use.
+    if name == "data":
+        return importlib.import_module("keras_multimodel.data")
+    raise AttributeError(f"module 'keras_multimodel' has no attribute {name!r}")

@@ -6,6 +6,7 @@ import re
 import keras
 
 from keras_multimodel import modalities
+from keras_multimodel.errors import InputError
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
@@ -34,7 +35,7 @@ class Task:
 
     def __init__(self, name, inputs, targets, loss_weight=1.0, command=None):
         if not isinstance(name, str) or not _NAME.match(name):
-            raise ValueError(
+            raise InputError(
                 f"Task: `name` must be an identifier (letters, digits, underscores, starting "
                 f"with a letter); received {name!r}."
             )
@@ -42,11 +43,11 @@ class Task:
         self.inputs = modalities.get(inputs)
         self.targets = modalities.get(targets)
         if not self.inputs.can_be_input:
-            raise ValueError(
+            raise InputError(
                 f"Task {name!r}: {type(self.inputs).__name__} cannot be an input modality."
             )
         if not self.targets.can_be_target:
-            raise ValueError(
+            raise InputError(
                 f"Task {name!r}: {type(self.targets).__name__} cannot be a target modality; "
                 "targets can be Text, ClassLabel or a custom modality with a top."
             )
@@ -55,13 +56,13 @@ class Task:
             or not isinstance(loss_weight, (int, float))
             or (loss_weight < 0)
         ):
-            raise ValueError(
+            raise InputError(
                 f"Task {name!r}: `loss_weight` must be a number >= 0; received {loss_weight!r}."
             )
         self.loss_weight = float(loss_weight)
         command = name if command is None else command
         if not isinstance(command, str) or not command:
-            raise ValueError(f"Task {name!r}: `command` must be a non-empty string.")
+            raise InputError(f"Task {name!r}: `command` must be a non-empty string.")
         self.command = command
 
     @property
@@ -109,7 +110,7 @@ class TaskPlan:
     def __init__(self, tasks):
         tasks = list(tasks)
         if not tasks:
-            raise ValueError("MultiModel needs at least one Task; received none.")
+            raise InputError("MultiModel needs at least one Task; received none.")
         for task in tasks:
             if not isinstance(task, Task):
                 raise TypeError(
@@ -119,7 +120,7 @@ class TaskPlan:
         names = [task.name for task in tasks]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
-            raise ValueError(f"Task names must be unique; repeated: {duplicates}.")
+            raise InputError(f"Task names must be unique; repeated: {duplicates}.")
         self.tasks = tasks
         self.nets = {}  # net name -> unbound Modality spec
         keys = {}  # (class, settings) -> net name
@@ -150,5 +151,5 @@ class TaskPlan:
     def task(self, name):
         """The Task called `name`; a clear error lists the known tasks."""
         if name not in self.by_name:
-            raise ValueError(f"Unknown task {name!r}. This model's tasks: {list(self.by_name)}.")
+            raise InputError(f"Unknown task {name!r}. This model's tasks: {list(self.by_name)}.")
         return self.by_name[name]

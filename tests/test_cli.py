@@ -1,8 +1,10 @@
-"""The command line: train (killed and resumed), evaluate, predict and its one-line errors."""
+"""The command line: train (killed and resumed), evaluate, predict and their one-line errors."""
 
 import csv
+import dataclasses
 import json
 import os
+import pathlib
 import signal
 import subprocess
 import sys
@@ -13,20 +15,28 @@ import keras
 import numpy as np
 import pytest
 
-from keras_multimodel.data import DataError, paper
+from keras_multimodel import evaluation
+from keras_multimodel.cli.config import TrainConfig
+from keras_multimodel.cli.evaluate import evaluate, load_run
+from keras_multimodel.cli.predict import predict
+from keras_multimodel.cli.train import _check_settings, train
+from keras_multimodel.data import DataError, bundled
+from keras_multimodel.data.bundled import classify_image, formats
 
 TRAIN_ARGS = [
     "--tasks=classify_image,parse_en",
-    "--train_steps=40",
+    "--train_steps=39",  # not a multiple of the epoch: the last epoch is cut short
     "--steps_per_epoch=2",
     "--batch_size=8",
 ]
+CLI = pathlib.Path(__file__).parents[1] / "keras_multimodel" / "cli"
 
 
-def cli(*args, **kwargs):
+def cli(*args, code=None, **kwargs):
     env = {**os.environ, "KERAS_BACKEND": keras.backend.backend()}
+    command = ["-c", code, *args] if code else ["-m", "keras_multimodel", *args]
     return subprocess.Popen(
-        [sys.executable, "-m", "keras_multimodel", *args],
+        [sys.executable, *command],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -45,23 +55,26 @@ def logged_epochs(run_dir):
         return [int(row["epoch"]) for row in csv.DictReader(f)]
 
 
+def finished_epochs(run_dir):
+    """The epoch of the newest complete backup (0 when there is none)."""
+    backups = sorted((run_dir / "backup").glob("epoch-*"))
+    return int(backups[-1].name.split("-")[1]) if backups else 0
+
+
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     """A run killed (SIGKILL) after its first backups, then started again to finish."""
     run_dir = tmp_path_factory.mktemp("cli") / "run"
-    metadata = run_dir / "backup" / "training_metadata.json"
     first = cli("train", f"--output_dir={run_dir}", *TRAIN_ARGS)
     deadline = time.time() + 600
-    while time.time() < deadline and first.poll() is None:
-        if metadata.exists() and json.loads(metadata.read_text() or "{}").get("epoch", 0) >= 2:
-            break
+    while time.time() < deadline and first.poll() is None and finished_epochs(run_dir) < 2:
         time.sleep(0.2)
     assert first.poll() is None, "the first run ended before it could be killed:\n" + (
         first.stderr.read()[-3000:]
     )
     os.kill(first.pid, signal.SIGKILL)
     first.wait()
-    resumed_from = json.loads(metadata.read_text())["epoch"]
+    resumed_from = finished_epochs(run_dir)
     epochs_before = logged_epochs(run_dir)
     assert not (run_dir / "model.keras").exists()
     code, out, err = finish(cli("train", f"--output_dir={run_dir}", *TRAIN_ARGS))
@@ -69,18 +82,35 @@ def trained_run(tmp_path_factory):
     return run_dir, resumed_from, epochs_before, out
 
 
-def test_killed_training_resumes_where_it_stopped(trained_run):
+def test_killed_training_resumes_where_it_stopped_and_takes_exactly_train_steps(trained_run):
     run_dir, resumed_from, epochs_before, _ = trained_run
     epochs = logged_epochs(run_dir)
     after = epochs[len(epochs_before) :]
-    assert after[0] == resumed_from > 0, (epochs_before, after)  # not from scratch
-    assert after[-1] == 19  # 40 steps / 2 per epoch, and no more
+    assert after[0] == resumed_from >= 2, (epochs_before, after)  # not from scratch
+    assert after[-1] == 19  # 39 steps / 2 per epoch: 20 epochs, the last one of 1 step
+    assert json.loads((run_dir / "train_time.json").read_text())["steps"] == 39
     assert (run_dir / "model.keras").exists() and (run_dir / "tokenizer.model").exists()
+    assert not (run_dir / "backup").exists()  # deleted once the model is saved
     assert list((run_dir / "logs").rglob("*tfevents*")), "no TensorBoard logs"
     with open(run_dir / "history.csv") as f:
         columns = next(csv.reader(f))
     for name in ("val_classify_image_accuracy", "val_parse_en_token_accuracy", "val_loss"):
         assert name in columns  # per-task validation metrics each epoch
+
+
+def test_training_output_to_a_pipe_is_one_line_per_epoch(trained_run):
+    run_dir, resumed_from, _, out = trained_run
+    assert "\r" not in out and "\x08" not in out  # no progress-bar refreshes in a log
+    epoch_lines = [line for line in out.splitlines() if " - loss: " in line]
+    assert len(epoch_lines) == 20 - resumed_from, out[-2000:]
+
+
+def test_train_steps_below_one_epoch_train_exactly_that_many(tmp_path):
+    config = TrainConfig(tasks=("classify_image",), train_steps=3, batch_size=4)
+    history = train(tmp_path / "run", config, verbose=0)
+    assert len(history.history["loss"]) == 1  # one epoch, cut short (150 steps per epoch)
+    assert json.loads((tmp_path / "run" / "train_time.json").read_text())["steps"] == 3
+    assert not (tmp_path / "run" / "tokenizer.model").exists()  # no text task, no vocabulary
 
 
 def test_training_again_into_a_finished_run_is_refused(trained_run):
@@ -90,14 +120,12 @@ def test_training_again_into_a_finished_run_is_refused(trained_run):
 
 
 def test_resuming_with_other_settings_is_refused(tmp_path):
-    from keras_multimodel.cli.train import _check_settings
-
     _check_settings(tmp_path, {"preset": "tiny", "train_steps": 10})
     with pytest.raises(DataError, match=r"other settings \(train_steps: 10 -> 20\)"):
         _check_settings(tmp_path, {"preset": "tiny", "train_steps": 20})
 
 
-def test_evaluate_prints_the_table(trained_run):
+def test_evaluate_prints_the_table_and_saves_it(trained_run):
     run_dir = trained_run[0]
     code, out, err = finish(cli("evaluate", f"--model_dir={run_dir}", "--max_examples=16"))
     assert code == 0, err[-3000:]
@@ -107,19 +135,38 @@ def test_evaluate_prints_the_table(trained_run):
     assert rows == {("classify_image", "accuracy"), ("parse_en", "LAS"),
                     ("parse_en", "exact match"), ("parse_en", "UAS")}  # fmt: skip
     saved = json.loads((run_dir / "evaluation.json").read_text())
-    assert len(saved["rows"]) == 4
+    assert len(saved["rows"]) == 4 and saved["skipped"] == []
 
 
-def test_predict(trained_run, tmp_path):
+def test_evaluate_refuses_a_test_set_it_cannot_read_unless_told_to_skip_it(trained_run):
+    original = bundled.get("parse_en")
+
+    def unreadable(split, data_size):
+        if split == "test":
+            raise DataError("the test file is gone")
+        return original.examples(split, data_size)
+
+    bundled.register(dataclasses.replace(original, examples=unreadable), replace=True)
+    run_dir = trained_run[0]
+    try:
+        with pytest.raises(DataError, match=r"cannot score parse_en: the test file is gone.*skip"):
+            evaluate(run_dir, max_examples=4)
+        rows = evaluate(run_dir, max_examples=4, skip_unavailable=True)
+    finally:
+        bundled.register(original, replace=True)
+    assert {row["task"] for row in rows} == {"classify_image"}
+    saved = json.loads((run_dir / "evaluation.json").read_text())
+    assert saved["skipped"] == [{"task": "parse_en", "reason": "the test file is gone"}]
+
+
+def test_predict_returns_a_class_name_and_a_parse(trained_run, tmp_path):
     from PIL import Image
 
-    from keras_multimodel.cli.predict import predict
-
     run_dir = trained_run[0]
-    images, _ = paper.load_examples("classify_image", "test")
+    images, _ = bundled.load_examples("classify_image", "test")
     path = tmp_path / "shirt.png"
     Image.fromarray(images[0, ..., 0]).save(path)
-    assert predict(run_dir, "classify_image", str(path)) in paper.FASHION_MNIST_CLASSES
+    assert predict(run_dir, "classify_image", str(path)) in classify_image.CLASSES
     parse = predict(run_dir, "parse_en", "The earth was formless .")
     assert isinstance(parse, str)
 
@@ -132,10 +179,7 @@ def _wav(path, seconds):
         f.writeframes(np.zeros(int(16000 * seconds), "<i2").tobytes())
 
 
-def test_predict_bad_input_errors(trained_run, tmp_path):
-    from keras_multimodel.cli.evaluate import load_run
-    from keras_multimodel.cli.predict import predict, read_image
-
+def test_predict_bad_input_gets_one_line_errors(trained_run, tmp_path):
     run_dir = trained_run[0]
     with pytest.raises(DataError, match="unknown task 'translate'; this model has"):
         predict(run_dir, "translate", "hola")
@@ -145,33 +189,39 @@ def test_predict_bad_input_errors(trained_run, tmp_path):
     not_image.write_text("not a picture")
     with pytest.raises(DataError, match="notes.png is not a readable image"):
         predict(run_dir, "classify_image", str(not_image))
-    with pytest.raises(DataError, match="classify_image takes an image file"):
+    with pytest.raises(DataError, match="this task takes an image file"):
         predict(run_dir, "classify_image", "a sentence")
     with pytest.raises(DataError, match="give the input with --input"):
         predict(run_dir, "parse_en", "")
     with pytest.raises(DataError, match="no trained model at"):
         load_run(tmp_path)
-    assert read_image(_save_rgb(tmp_path), (28, 28, 1)).shape == (28, 28, 1)
 
 
-def _save_rgb(tmp_path):
+def test_read_image_converts_colour_and_size(tmp_path):
     from PIL import Image
 
     path = tmp_path / "big.jpg"
     Image.fromarray(np.full((90, 60, 3), 200, "uint8")).save(path)
-    return path
+    assert formats.read_image(path, (28, 28, 1)).shape == (28, 28, 1)
 
 
-def test_speech_input_errors(tmp_path):
-    """Corrupt and too-long WAVs are one-line errors before any model runs."""
+def test_speech_longer_than_the_model_takes_is_a_one_line_error(tmp_path):
+    """A 9 s WAV reads fine, but the speech task's model takes at most 8 s."""
     from keras_multimodel.data import read_wav
+    from keras_multimodel.modalities import Audio
 
     corrupt = tmp_path / "corrupt.wav"
     corrupt.write_bytes(b"RIFF\x00\x00\x00\x00WAVE")
     with pytest.raises(DataError, match="corrupt.wav is not a readable PCM WAV"):
         read_wav(str(corrupt))
     _wav(tmp_path / "long.wav", 9.0)
-    assert read_wav(str(tmp_path / "long.wav")).shape == (144000,)
+    record = bundled.get("transcribe_speech")
+    waveform = record.inputs.read(str(tmp_path / "long.wav"))
+    assert waveform.shape == (144000,)
+    net = record.inputs.modality(None)  # Audio with the task's max_length
+    assert isinstance(net, Audio) and net.max_length == 128000
+    with pytest.raises(DataError, match=r"audio of 9.0 s is longer than the model's 8.0 s"):
+        record.inputs.model_inputs([waveform], net, None)
 
 
 def test_command_line_errors_are_one_line(trained_run, tmp_path):
@@ -185,3 +235,118 @@ def test_command_line_errors_are_one_line(trained_run, tmp_path):
     assert "Traceback" not in err
     code, _, err = finish(cli("evaluate", f"--model_dir={tmp_path}"))
     assert code == 1 and "error: no trained model at" in err and "Traceback" not in err
+
+
+def test_a_bug_keeps_its_traceback_on_the_command_line():
+    """Only the package's InputError becomes one line; a ValueError from elsewhere
+    (here raised where evaluate would run) is a bug and keeps its traceback."""
+    code = (
+        "import keras_multimodel.cli.main as m\n"
+        "def broken(command):\n"
+        "    raise ValueError('deep inside a backend')\n"
+        "m._run = broken\n"
+        "m.run()\n"
+    )
+    status, _, err = finish(cli("evaluate", code=code))
+    assert status != 0
+    assert "Traceback" in err and "ValueError: deep inside a backend" in err
+
+
+def test_no_bundled_task_is_named_in_the_command_line_code():
+    source = "\n".join(path.read_text() for path in CLI.glob("*.py"))
+    for name in bundled.names():
+        assert name not in source, name
+
+
+WORDS = ("red", "green", "blue", "cat", "dog", "sun", "moon", "tree", "sea", "sky")
+QUADRANTS = ("top left", "top right", "bottom left", "bottom right")
+
+
+def _reverse_words(split, data_size):
+    rng = np.random.default_rng(bundled.SPLITS.index(split))
+    count = {"train": 400, "validation": 16, "test": 16}[split]
+    sentences = [" ".join(rng.choice(WORDS, rng.integers(2, 5))) for _ in range(count)]
+    return sentences, [" ".join(reversed(s.split())) for s in sentences]
+
+
+def _bright_quadrant(split, data_size):
+    rng = np.random.default_rng(10 + bundled.SPLITS.index(split))
+    count = {"train": 400, "validation": 16, "test": 16}[split]
+    images = rng.integers(0, 80, (count, 16, 16, 1)).astype("uint8")
+    labels = rng.integers(0, 4, count)
+    for image, label in zip(images, labels, strict=True):
+        row, col = divmod(int(label), 2)
+        image[row * 8 : row * 8 + 8, col * 8 : col * 8 + 8] += 150
+    return images, labels.astype("int32")
+
+
+@pytest.fixture
+def toy_tasks():
+    """Two bundled tasks that exist only in this test, registered the public way."""
+    records = [
+        bundled.BundledTask(
+            name="reverse_words",
+            description="words -> the same words reversed",
+            inputs=bundled.TextFormat(),
+            targets=bundled.TextFormat(),
+            examples=_reverse_words,
+            metrics=(bundled.Metric("exact match", evaluation.exact_match),),
+            baselines=(bundled.Baseline("copy the input", lambda x, y: lambda xs: list(xs)),),
+        ),
+        bundled.BundledTask(
+            name="bright_quadrant",
+            description="16x16 grey image -> its bright quadrant",
+            inputs=bundled.ImageFormat((16, 16, 1)),
+            targets=bundled.LabelFormat(QUADRANTS),
+            examples=_bright_quadrant,
+            metrics=(bundled.Metric("accuracy", evaluation.accuracy),),
+        ),
+    ]
+    for record in records:
+        bundled.register(record)
+    yield records
+    for record in records:
+        bundled.unregister(record.name)
+
+
+def test_a_task_registered_outside_the_package_trains_evaluates_and_predicts(
+    toy_tasks, tmp_path
+):
+    from PIL import Image
+
+    config = TrainConfig(
+        tasks=("reverse_words", "bright_quadrant"),
+        train_steps=12,
+        steps_per_epoch=6,
+        batch_size=8,
+    )
+    train(tmp_path, config, verbose=0)
+    rows = evaluate(tmp_path)
+    assert {(row["task"], row["metric"], row["baseline"]) for row in rows} == {
+        ("reverse_words", "exact match", "copy the input"),
+        ("bright_quadrant", "accuracy", None),
+    }
+    assert all(row["examples"] == 16 for row in rows)
+    assert isinstance(predict(tmp_path, "reverse_words", "red cat"), str)
+    path = tmp_path / "quadrant.png"
+    Image.fromarray(_bright_quadrant("test", "small")[0][0, ..., 0]).save(path)
+    assert predict(tmp_path, "bright_quadrant", str(path)) in QUADRANTS
+
+
+def test_readme_example_registers_a_bundled_task():
+    readme = (pathlib.Path(__file__).parents[1] / "README.md").read_text()
+    start = readme.index("### Add your own bundled task")
+    begin = readme.index("```python", start) + len("```python")
+    code = readme[begin : readme.index("```", begin)]
+    try:
+        exec(compile(code, "README.md", "exec"), {})
+        record = bundled.get("reverse_words")
+        assert record.load_examples("test") == (["c d e"], ["e d c"])
+        assert record.make_task(bundled.shared_text(_TinyTokenizer())).targets.vocab_size == 9
+    finally:
+        bundled.unregister("reverse_words")
+
+
+class _TinyTokenizer:
+    def vocabulary_size(self):
+        return 9

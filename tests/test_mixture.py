@@ -181,3 +181,52 @@ def test_mixture_samples_tasks_at_the_strategy_rates(rng):
     unknown_size = datasets["a"].filter(lambda x, y: True)
     with pytest.raises(ValueError, match="size of task 'a'.*unknown"):
         kmm.data.mixture({**datasets, "a": unknown_size}, 8, tasks, rates="proportional")
+
+
+def _dataset(inputs, targets):
+    return tf.data.Dataset.from_tensor_slices((inputs, targets))
+
+
+@pytest.mark.parametrize(
+    "modalities, inputs, targets, message",
+    [
+        ((Image(channels=3), ClassLabel(3)), np.zeros((4, 8, 8, 1), "uint8"), np.zeros(4, "int32"),
+         r"'t'.*inputs must be an image of shape \(height, width, 3\).*gives shape=\(8, 8, 1\)"
+         r".*Image\(channels=1\)"),
+        ((Image(channels=1), ClassLabel(3)), np.zeros((4, 2, 8, 8, 1), "uint8"),
+         np.zeros(4, "int32"), "looks batched"),
+        ((Image(channels=1), ClassLabel(3)), np.zeros((4, 8, 8), "uint8"), np.zeros(4, "int32"),
+         r"channel axis.*Image\(channels=1\)"),
+        ((Image(channels=1), ClassLabel(3)), np.zeros((4, 8, 8, 1), "int32"),
+         np.zeros(4, "int32"), "uint8 pixels"),
+        ((Image(channels=1), ClassLabel(3)), np.zeros((4, 8, 8, 1), "uint8"),
+         np.zeros(4, "float32"), "targets must be one integer class id.*dtype=float32"),
+        ((Image(channels=1), ClassLabel(3)), np.zeros((4, 8, 8, 1), "uint8"),
+         np.zeros((4, 3), "int32"), "one id per example"),
+        ((Text(40), Text(40)), np.array(["a b", "c d"]), np.array(["a", "b"]),
+         "inputs must be a 1-D sequence of integer token ids.*dtype=string.*Tokenize"),
+        ((Text(40), Text(40)), np.ones((2, 3), "int32"), np.ones((2, 3), "float32"),
+         "targets must be a 1-D sequence of integer token ids.*float32.*must be integers"),
+        ((Text(40), Text(40)), np.ones((2, 3, 4), "int32"), np.ones((2, 3), "int32"),
+         "looks batched"),
+        ((Audio(), Text(40)), np.zeros((2, 100), "int16"), np.ones((2, 3), "int32"),
+         "float waveform.*dtype=int16.*32768"),
+        ((Audio(), Text(40)), {"wave": np.zeros((2, 100), "float32")}, np.ones((2, 3), "int32"),
+         "exactly the keys"),
+    ],
+)  # fmt: skip
+def test_a_dataset_that_does_not_fit_its_task_fails_in_mixture(
+    modalities, inputs, targets, message
+):
+    task = kmm.Task("t", *modalities)
+    with pytest.raises(ValueError, match=message):
+        kmm.data.mixture({"t": _dataset(inputs, targets)}, 2, tasks=[task])
+
+
+def test_examples_that_are_not_pairs_fail_in_mixture():
+    task = kmm.Task("t", Image(channels=1), ClassLabel(3))
+    dataset = tf.data.Dataset.from_tensor_slices(
+        {"image": np.zeros((4, 8, 8, 1), "uint8"), "label": np.zeros(4, "int32")}
+    )
+    with pytest.raises(ValueError, match=r"'t' examples must be \(inputs, targets\) pairs"):
+        kmm.data.mixture({"t": dataset}, 2, tasks=[task])

@@ -1,6 +1,13 @@
+import dataclasses
+import os
+import subprocess
+import sys
+
 import keras
+import keras_hub
 import numpy as np
 import pytest
+import tensorflow as tf
 from conftest import to_numpy
 
 import keras_multimodel as kmm
@@ -101,8 +108,8 @@ def test_summary_lists_nets_and_body(capsys):
 
 
 def test_presets_decode_to_sizes():
-    assert kmm.models.PRESETS["paper"]["hidden_size"] == 512
-    assert kmm.models.PRESETS["paper"]["num_experts"] == 240
+    assert kmm.models.PRESETS["paper"].hidden_size == 512
+    assert kmm.models.PRESETS["paper"].num_experts == 240
     model = kmm.MultiModel([kmm.Task("t", TEXT, TEXT)], preset="base")
     assert model.encoder.moe.num_experts == 16
     assert len(model.decoder.blocks) == 4
@@ -110,6 +117,45 @@ def test_presets_decode_to_sizes():
         kmm.MultiModel([kmm.Task("t", TEXT, TEXT)], preset="huge")
     with pytest.raises(ValueError, match="unknown setting.*hidden_sise"):
         kmm.MultiModel([kmm.Task("t", TEXT, TEXT)], hidden_sise=3)
+
+
+def test_saved_model_rebuilds_the_same_after_a_preset_is_edited(rng, tmp_path, monkeypatch):
+    model = make_model(num_experts=2)
+    batch = make_batch(rng)
+    expected = numpy_outputs(model(batch))
+    config = model.get_config()
+    assert "preset" not in config  # every resolved size instead of a name
+    assert config["body_config"] == model.body_config.to_dict()
+    assert config["body_config"]["hidden_size"] == 32
+    model.save(tmp_path / "model.keras")
+    edited = dataclasses.replace(kmm.models.PRESETS["tiny"], hidden_size=48, num_experts=8)
+    monkeypatch.setitem(kmm.models.PRESETS, "tiny", edited)
+    restored = keras.saving.load_model(tmp_path / "model.keras")
+    assert restored.body_config == model.body_config
+    for group, logits in numpy_outputs(restored(batch)).items():
+        np.testing.assert_array_equal(logits, expected[group])
+
+
+def test_a_config_in_the_old_preset_format_still_loads():
+    """Files saved before `body_config` stored "preset" plus overrides."""
+    config = make_model().get_config()
+    old = {k: v for k, v in config.items() if k != "body_config"}
+    old.update(preset="tiny", hidden_size=32)
+    clone = kmm.MultiModel.from_config(old)
+    assert clone.body_config == kmm.models.BodyConfig.from_preset("tiny", hidden_size=32)
+
+
+def test_model_code_does_not_import_the_data_package():
+    code = (
+        "import sys, keras_multimodel.models\n"
+        "loaded = [m for m in sys.modules if m.startswith('keras_multimodel.data')]\n"
+        "assert not loaded, loaded\n"
+    )
+    env = {**os.environ, "KERAS_BACKEND": keras.backend.backend()}
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
 
 
 def test_loss_is_weighted_task_losses_plus_each_moe_loss_once(rng):
@@ -134,8 +180,6 @@ def test_loss_is_weighted_task_losses_plus_each_moe_loss_once(rng):
     np.testing.assert_allclose(total, expected, rtol=1e-5)
 
     model.compile(optimizer="adam")
-    import tensorflow as tf
-
     logs = model.evaluate(tf.data.Dataset.from_tensors(batch), verbose=0, return_dict=True)
     assert {"copy_loss", "reverse_loss", "label_accuracy", "speech_token_accuracy"} <= set(logs)
     np.testing.assert_allclose(logs["loss"], total, rtol=1e-4)
@@ -198,15 +242,33 @@ def test_cached_step_logits_equal_full_decoder(rng):
     np.testing.assert_array_equal(full[real], tokens[real])
 
 
-def test_generate_stops_at_the_end_token_and_pads():
-    model = make_model()
-    inputs = np.array([[2, 3, 4, 0]], "int32")
-    raw = model.generate("copy", inputs, max_length=10, stop_at_end=False)
-    stopped = model.generate("copy", inputs, max_length=10)
-    ends = np.flatnonzero(raw[0] == 1)
-    cut = ends[0] if ends.size else 10
-    np.testing.assert_array_equal(stopped[0, :cut], raw[0, :cut])
-    assert (stopped[0, cut:] == 0).all()
+def test_generate_stops_at_the_end_token_and_pads(rng):
+    """A model trained to answer every input with [5, 6, end] produces the end token
+    at position 2; generate returns the ids before it and padding after it."""
+    text = Text(vocab_size=10, max_length=8, end_token_id=1)
+    model = kmm.MultiModel([kmm.Task("answer", text, text)], hidden_size=16, num_experts=2)
+    inputs = rng.integers(2, 10, (64, 4)).astype("int32")
+    targets = np.tile(np.array([[5, 6, 1]], "int32"), (64, 1))
+    sub_batch = {"inputs": inputs, "targets": targets, "task_id": np.zeros(64, "int32")}
+    batch = {"text_to_text": sub_batch}
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    model.fit(tf.data.Dataset.from_tensors(batch).repeat(), steps_per_epoch=60, verbose=0)
+    raw = model.generate("answer", inputs[:4], max_length=6, stop_at_end=False)
+    assert (raw[:, :3] == [5, 6, 1]).all(), raw  # the end token is really produced
+    stopped = model.generate("answer", inputs[:4], max_length=6)
+    assert (stopped[:, :2] == [5, 6]).all() and (stopped[:, 2:] == 0).all(), stopped
+
+
+@pytest.mark.parametrize(
+    "sampler", [keras_hub.samplers.TopKSampler(k=5), keras_hub.samplers.TopPSampler(p=0.9)]
+)
+def test_random_samplers_draw_new_samples_on_every_call(shared_model, rng, sampler):
+    inputs = rng.integers(2, 30, (4, 6)).astype("int32")
+    draws = [
+        shared_model.generate("copy", inputs, max_length=10, sampler=sampler, stop_at_end=False)
+        for _ in range(3)
+    ]
+    assert not np.array_equal(draws[0], draws[1]) or not np.array_equal(draws[1], draws[2])
 
 
 def test_generate_labels_returns_class_ids(rng):

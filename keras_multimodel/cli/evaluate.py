@@ -1,16 +1,15 @@
-"""`python -m keras_multimodel evaluate`: per-task test metrics beside trivial baselines."""
+"""`python -m keras_multimodel evaluate`: each task's test metrics beside its baselines."""
 
 import json
 import pathlib
 import time
+import zipfile
 
 import keras
-import numpy as np
 
-from keras_multimodel import evaluation
 from keras_multimodel.cli.train import MODEL_FILE, SETTINGS_FILE
-from keras_multimodel.data import DataError, paper
-from keras_multimodel.data.tokenizer import encode, pad_rows
+from keras_multimodel.data import bundled
+from keras_multimodel.errors import DataError
 
 
 def load_run(model_dir):
@@ -24,128 +23,111 @@ def load_run(model_dir):
             else ""
         )
         raise DataError(f"no trained model at {path}{hint}")
+    try:  # a .keras file is a zip archive: check every member's CRC before loading
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, EOFError) as error:
+        damaged = f"not a complete archive: {error}"
+    if damaged is not None:
+        raise DataError(
+            f"{path} is damaged ({damaged}); train again into a new --output_dir, or restore "
+            "the file from a copy"
+        )
     settings_path = model_dir / SETTINGS_FILE
     settings = json.loads(settings_path.read_text()) if settings_path.exists() else {}
     return keras.saving.load_model(path), settings
 
 
-def model_inputs(model, task, examples):
-    """Raw examples -> fixed-shape model inputs (one compiled program per task)."""
-    input_net, _ = model.nets_of(task)
-    if task == "transcribe_speech":
-        longest = max(len(w) for w in examples)
-        if longest > input_net.max_length:
-            raise DataError(
-                f"audio of {longest / input_net.sample_rate:.1f} s is longer than the "
-                f"model's {input_net.max_length / input_net.sample_rate:.1f} s"
-            )
-        waveform = pad_rows(examples, input_net.max_length, "float32")
-        return {"waveform": waveform, "length": np.array([len(w) for w in examples], "int32")}
-    if isinstance(examples, list) and examples and isinstance(examples[0], str):
-        rows = encode(model.tokenizer, examples, add_end=False)
-        longest = max(len(row) for row in rows)
-        if longest > input_net.max_length:
-            raise DataError(
-                f"the text is {longest} tokens long; the model takes at most "
-                f"{input_net.max_length}"
-            )
-        return pad_rows(rows, input_net.max_length)
-    return np.asarray(examples)
-
-
-def predict_batched(model, task, examples, batch_size=64, progress=None):
-    """Greedy outputs for a list of raw examples, in fixed-size batches."""
+def predict_batched(model, record, examples, batch_size=64, progress=None):
+    """Greedy outputs of `model` for a list of `record`'s raw inputs, in batches of
+    one fixed shape (one compiled program per task)."""
+    input_net = model.nets_of(record.name)[0]
     outputs = []
     for start in range(0, len(examples), batch_size):
-        chunk = examples[start : start + batch_size]
+        chunk = list(examples[start : start + batch_size])
         count = len(chunk)
-        if count < batch_size:  # pad the last batch: same shape, no new compile
-            chunk = list(chunk) + [chunk[-1]] * (batch_size - count)
-            if isinstance(examples, np.ndarray):
-                chunk = np.stack(chunk)
-        result = model.generate(task, model_inputs(model, task, chunk))
-        outputs.extend(list(result)[:count])
+        chunk += [chunk[-1]] * (batch_size - count)  # pad the last batch: no new compile
+        inputs = record.inputs.model_inputs(chunk, input_net, model.tokenizer)
+        outputs.extend(list(model.generate(record.name, inputs))[:count])
         if progress is not None:
             progress.add(count)
     return outputs
 
 
-def _score(task, references, outputs, inputs, data_size):
-    """(metric, model score, baseline name, baseline score, extra) for one task."""
-    if task == "classify_image":
-        labels = paper.load_examples(task, "train", data_size)[1]
-        majority = np.bincount(labels).argmax()
-        return ("accuracy", evaluation.accuracy(references, outputs), "majority class",
-                evaluation.accuracy(references, [majority] * len(references)), {})  # fmt: skip
-    if task == "transcribe_speech":
-        return ("WER (lower is better)", evaluation.word_error_rate(references, outputs),
-                "empty output", evaluation.word_error_rate(references, [""] * len(outputs)),
-                {})  # fmt: skip
-    if task == "parse_en":
-        parser = evaluation.majority_parser(paper.load_examples(task, "train", data_size)[1])
-        baseline = [parser(sentence) for sentence in inputs]
-        uas, las = evaluation.attachment_scores(references, outputs)
-        base_uas, base_las = evaluation.attachment_scores(references, baseline)
-        extra = {
-            "exact match": (evaluation.exact_match(references, outputs),
-                            evaluation.exact_match(references, baseline)),
-            "UAS": (uas, base_uas),
-        }  # fmt: skip
-        return "LAS", las, "majority label+head", base_las, extra
-    if task == "caption_image":  # names of 1-5 words: 4-gram matches are rare, so smooth
-        return ("BLEU (smoothed)", evaluation.bleu(references, outputs, smooth=True),
-                "empty output", evaluation.bleu(references, [""] * len(outputs), smooth=True),
-                {})  # fmt: skip
-    return ("BLEU", evaluation.bleu(references, outputs), "copy the input",
-            evaluation.bleu(references, inputs), {})  # fmt: skip
+def score(record, references, outputs, inputs, predictors):
+    """Table rows: each metric of `record` for the model and each fitted baseline."""
+    baselines = [(name, predict(inputs)) for name, predict in predictors] or [(None, None)]
+    rows = []
+    for metric in record.metrics:
+        model_score = metric.fn(references, outputs)
+        for name, predicted in baselines:
+            rows.append(
+                {
+                    "metric": metric.name,
+                    "model": model_score,
+                    "baseline": name,
+                    "baseline_score": None if name is None else metric.fn(references, predicted),
+                    "higher_is_better": metric.higher_is_better,
+                }
+            )
+    return rows
 
 
-def evaluate(model_dir, batch_size=64, max_examples=None, real_speech=True):
-    """Scores a trained run on every task's test split; returns and prints the table rows."""
+def evaluate(model_dir, batch_size=64, max_examples=None, skip_unavailable=False):
+    """Scores a trained run on every task's test splits; prints and returns the rows.
+
+    A task whose test data cannot be read is an error, unless `skip_unavailable`:
+    then it is left out and the table says why.
+    """
     model, settings = load_run(model_dir)
     data_size = settings.get("data_size", "small")
-    jobs = [(task.name, "test") for task in model.tasks]
-    if real_speech and "transcribe_speech" in dict(jobs):
-        jobs.append(("transcribe_speech", "real"))
-    rows = []
+    rows, skipped = [], []
     start = time.time()
-    for task, split in jobs:
-        if task not in paper.TASKS:
-            raise DataError(f"task {task!r} of this model is not a bundled task")
-        try:
-            inputs, references = paper.load_examples(task, split, data_size)
-        except DataError as error:  # e.g. pocketsphinx-testdata not installed
-            print(f"Skipping {task} ({split}): {error}")
-            continue
-        if max_examples:
-            inputs, references = inputs[:max_examples], references[:max_examples]
-        print(f"{task} ({split}): decoding {len(references)} examples")
-        progress = keras.utils.Progbar(len(references))
-        outputs = predict_batched(model, task, inputs, batch_size, progress)
-        metric, score, baseline_name, baseline, extra = _score(
-            task, references, outputs, inputs, data_size
-        )
-        name = task if split == "test" else f"{task} ({split} recordings)"
-        rows.append([name, metric, score, baseline_name, baseline, len(references)])
-        for extra_metric, (value, base) in extra.items():
-            rows.append([name, extra_metric, value, baseline_name, base, len(references)])
-        if task == "classify_image":
-            reference, example = (paper.FASHION_MNIST_CLASSES[int(references[0])],
-                                  paper.FASHION_MNIST_CLASSES[int(outputs[0])])  # fmt: skip
-        else:
-            reference, example = references[0], outputs[0]
-        print(f"  e.g. {reference!r} -> {example!r}")
-    print_table(rows)
-    result = {"rows": rows, "seconds": time.time() - start, "settings": settings}
+    for task in model.tasks:
+        record = bundled.get(task.name)
+        predictors = None
+        for split in ("test",) + tuple(record.extra_splits):
+            name = task.name if split == "test" else f"{task.name} ({split})"
+            try:
+                inputs, references = record.load_examples(split, data_size)
+            except DataError as error:
+                if not skip_unavailable:
+                    raise DataError(
+                        f"cannot score {name}: {error} (or pass --skip_unavailable to leave "
+                        "it out)"
+                    ) from None
+                skipped.append({"task": name, "reason": str(error)})
+                continue
+            if max_examples:
+                inputs, references = inputs[:max_examples], references[:max_examples]
+            if predictors is None:  # fitted once per task, on its training split
+                train = record.load_examples("train", data_size)
+                predictors = [(b.name, b.fit(*train)) for b in record.baselines]
+            print(f"{name}: decoding {len(references)} examples")
+            progress = keras.utils.Progbar(len(references))
+            outputs = predict_batched(model, record, inputs, batch_size, progress)
+            for row in score(record, references, outputs, inputs, predictors):
+                rows.append({"task": name, **row, "examples": len(references)})
+            shown = record.targets.show(references[0]), record.targets.show(outputs[0])
+            print(f"  e.g. {shown[0]!r} -> {shown[1]!r}")
+    print_table(rows, skipped)
+    result = {"rows": rows, "skipped": skipped, "seconds": time.time() - start,
+              "settings": settings}  # fmt: skip
     (pathlib.Path(model_dir) / "evaluation.json").write_text(
         json.dumps(result, indent=2, default=float) + "\n"
     )
     return rows
 
 
-def print_table(rows):
-    """The rows as a Markdown table (model beside baseline)."""
+def print_table(rows, skipped=()):
+    """The rows as a Markdown table (model beside baseline), then what was skipped."""
     print("\n| task | metric | model | baseline | baseline score | examples |")
     print("|---|---|---|---|---|---|")
-    for name, metric, score, baseline_name, baseline, count in rows:
-        print(f"| {name} | {metric} | {score:.3f} | {baseline_name} | {baseline:.3f} | {count} |")
+    for row in rows:
+        baseline = "-" if row["baseline"] is None else f"{row['baseline_score']:.3f}"
+        print(
+            f"| {row['task']} | {row['metric']} | {row['model']:.3f} | "
+            f"{row['baseline'] or '-'} | {baseline} | {row['examples']} |"
+        )
+    for item in skipped:
+        print(f"\nSkipped {item['task']}: {item['reason']}")

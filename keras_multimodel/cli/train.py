@@ -1,28 +1,40 @@
-"""`python -m keras_multimodel train`: one MultiModel on the bundled tasks, resumable."""
+"""`python -m keras_multimodel train`: one MultiModel on bundled tasks, resumable."""
 
 import json
+import os
 import pathlib
+import shutil
+import sys
 import time
 
 import keras
 
-from keras_multimodel.data import DataError, mixture, paper
+from keras_multimodel.callbacks import AtomicBackupAndRestore, StopAtStep
+from keras_multimodel.cli.config import TrainConfig
+from keras_multimodel.cli.run_lock import run_lock
+from keras_multimodel.data import bundled, mixture
 from keras_multimodel.data.tokenizer import train_tokenizer
-from keras_multimodel.models import MultiModel
+from keras_multimodel.errors import DataError
 
 TOKENIZER_FILE = "tokenizer.model"
 SETTINGS_FILE = "train_settings.json"
 MODEL_FILE = "model.keras"
+BACKUP_DIR = "backup"
 
 
-def _tokenizer(output_dir, data_size, vocabulary_size):
+def _tokenizer(output_dir, config):
+    """The run's shared vocabulary (trained on first use, then read back); None
+    when no task has text."""
     import keras_hub
 
+    if not any(bundled.get(name).needs_text for name in config.tasks):
+        return None
     path = output_dir / TOKENIZER_FILE
     if path.exists():
         return keras_hub.tokenizers.SentencePieceTokenizer(proto=str(path))
-    print(f"Training a shared {vocabulary_size}-piece SentencePiece vocabulary...")
-    tokenizer = train_tokenizer(paper.training_texts(data_size), vocabulary_size)
+    print(f"Training a shared {config.vocabulary_size}-piece SentencePiece vocabulary...")
+    texts = bundled.training_texts(config.tasks, config.data_size)
+    tokenizer = train_tokenizer(texts, config.vocabulary_size, fit_to_texts=True)
     path.write_bytes(tokenizer.proto)
     return tokenizer
 
@@ -42,96 +54,99 @@ def _check_settings(output_dir, settings):
         path.write_text(json.dumps(settings, indent=2) + "\n")
 
 
-def train(
-    output_dir,
-    tasks=paper.TASKS,
-    preset="tiny",
-    train_steps=1200,
-    steps_per_epoch=100,
-    batch_size=48,
-    data_size="small",
-    mixing="uniform",
-    vocabulary_size=4000,
-    num_buckets=2,
-    validation_steps=4,
-    learning_rate=2e-3,
-    seed=0,
-    verbose="auto",
-):
+def progress_verbosity():
+    """A live progress bar on a terminal; one line per epoch in a log file or pipe."""
+    return 1 if sys.stdout.isatty() else 2
+
+
+def train(output_dir, config=None, verbose=None):
     """Trains (or resumes training) a MultiModel on bundled tasks; returns its history.
 
     The run lives in `output_dir`: the tokenizer, the settings, a backup taken after
-    every epoch of `steps_per_epoch` steps (a killed run started again with the same
-    `output_dir` resumes from the last one), TensorBoard logs in `logs/`, and at the
-    end the trained model, `model.keras`, with its tokenizer inside.
+    every epoch of `config.steps_per_epoch` steps (a killed run started again with
+    the same `output_dir` resumes from the last one), TensorBoard logs in `logs/`,
+    `history.csv`, and at the end the trained model, `model.keras`, with its
+    tokenizer inside. Exactly `config.train_steps` optimizer steps are taken;
+    `config` defaults to `TrainConfig()`.
     """
     output_dir = pathlib.Path(output_dir)
-    tasks = list(tasks)
-    for name in tasks:
-        paper.check_args(name, "train", data_size)
+    config = TrainConfig() if config is None else config
+    config.validate()  # everything is checked before anything is written
+    if output_dir.exists() and not output_dir.is_dir():
+        raise DataError(f"--output_dir {output_dir} is a file; give a directory")
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise DataError(f"cannot create --output_dir {output_dir}: {error.strerror}") from None
+    with run_lock(output_dir):
+        return _train(output_dir, config, verbose)
+
+
+def _train(output_dir, config, verbose):
+    from keras_multimodel.models import MultiModel
+
     if (output_dir / MODEL_FILE).exists():
         raise DataError(
             f"{output_dir / MODEL_FILE} exists: this run is finished; evaluate it with "
             f"`evaluate --model_dir {output_dir}` or train into a new --output_dir"
         )
-    if train_steps < 1 or steps_per_epoch < 1:
-        raise DataError("--train_steps and --steps_per_epoch must be positive")
-    output_dir.mkdir(parents=True, exist_ok=True)
-    settings = {
-        "tasks": tasks,
-        "preset": preset,
-        "train_steps": train_steps,
-        "steps_per_epoch": steps_per_epoch,
-        "batch_size": batch_size,
-        "data_size": data_size,
-        "mixing": mixing,
-        "vocabulary_size": vocabulary_size,
-        "num_buckets": num_buckets,
-        "learning_rate": learning_rate,
-        "seed": seed,
-        "backend": keras.backend.backend(),
-    }
-    _check_settings(output_dir, settings)
-    keras.utils.set_random_seed(seed)
+    _check_settings(output_dir, {**config.to_dict(), "backend": keras.backend.backend()})
+    keras.utils.set_random_seed(config.seed)
     start = time.time()
-    tokenizer = _tokenizer(output_dir, data_size, vocabulary_size)
-    model_tasks = paper.make_tasks(tokenizer, tasks, data_size)
-    model = MultiModel(model_tasks, preset=preset, tokenizer=tokenizer)
+    tokenizer = _tokenizer(output_dir, config)
+    tasks = bundled.make_tasks(tokenizer, config.tasks, config.data_size)
+    model = MultiModel(tasks, preset=config.preset, tokenizer=tokenizer)
 
-    def data(split, repeat_seed):
-        sets = {name: paper.load(name, split, tokenizer, data_size) for name in tasks}
+    def data(split, seed):
+        sets = {
+            name: bundled.load(name, split, tokenizer, config.data_size) for name in config.tasks
+        }
         return mixture(
-            sets, batch_size, model, rates=mixing, num_buckets=num_buckets, seed=repeat_seed
+            sets,
+            config.batch_size,
+            model,
+            rates=config.mixing,
+            num_buckets=config.num_buckets,
+            seed=seed,
         )
 
-    train_data = data("train", seed)
-    validation_data = data("validation", seed + 1)
-    epochs = -(-train_steps // steps_per_epoch)
+    steps = config.train_steps
     schedule = keras.optimizers.schedules.CosineDecay(
-        0.0, decay_steps=max(1, train_steps - train_steps // 10), warmup_target=learning_rate,
-        warmup_steps=train_steps // 10, alpha=0.1,
+        0.0, decay_steps=max(1, steps - steps // 10), warmup_target=config.learning_rate,
+        warmup_steps=steps // 10, alpha=0.1,
     )  # fmt: skip
     model.compile(optimizer=keras.optimizers.Adam(schedule, global_clipnorm=1.0))
+    backup = AtomicBackupAndRestore(output_dir / BACKUP_DIR, delete_on_finish=False)
+    # A resumed run continues with a fresh data order (seeded by the epoch it resumes
+    # at), not from the exact position it was killed at.
+    data_seed = config.seed + 1000 * backup.latest_epoch()
     callbacks = [
-        keras.callbacks.BackupAndRestore(str(output_dir / "backup")),
+        backup,
+        StopAtStep(steps),
         keras.callbacks.TensorBoard(str(output_dir / "logs")),
         keras.callbacks.CSVLogger(str(output_dir / "history.csv"), append=True),
     ]
     print(
-        f"Training {preset!r} on {', '.join(tasks)} ({data_size} data) for {train_steps} steps "
-        f"of {batch_size} examples; backend {keras.backend.backend()}."
+        f"Training {config.preset!r} on {', '.join(config.tasks)} ({config.data_size} data) "
+        f"for {steps} steps of {config.batch_size} examples; backend {keras.backend.backend()}."
     )
     history = model.fit(
-        train_data,
-        epochs=epochs,
-        steps_per_epoch=steps_per_epoch,
-        validation_data=validation_data,
-        validation_steps=validation_steps,
+        data("train", data_seed),
+        epochs=config.epochs,
+        steps_per_epoch=min(config.steps_per_epoch, steps),
+        validation_data=data("validation", config.seed + 1),
+        validation_steps=config.validation_steps,
         callbacks=callbacks,
-        verbose=verbose,
+        verbose=progress_verbosity() if verbose is None else verbose,
     )
-    model.save(output_dir / MODEL_FILE)
+    staging = output_dir / f".tmp-{os.getpid()}.keras"
+    model.save(staging)
+    os.replace(staging, output_dir / MODEL_FILE)  # atomic: complete or absent
+    shutil.rmtree(output_dir / BACKUP_DIR, ignore_errors=True)  # only once the model is saved
     seconds = time.time() - start
-    (output_dir / "train_time.json").write_text(json.dumps({"seconds": seconds}) + "\n")
+    steps_taken = int(model.optimizer.iterations)
+    (output_dir / "train_time.json").write_text(
+        json.dumps({"seconds": seconds, "steps": steps_taken}) + "\n"
+    )
     print(f"Saved {output_dir / MODEL_FILE} after {seconds:.0f} s.")
     return history

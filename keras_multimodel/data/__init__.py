@@ -1,26 +1,35 @@
-"""Input pipelines: bundled paper tasks, the shared tokenizer, multi-task mixtures."""
+"""Input pipelines: the bundled tasks, the shared tokenizer, multi-task mixtures."""
 
-from keras_multimodel.data import paper, speech, tfds_loaders
+from keras_multimodel.data import bundled, speech, tfds_loaders
+from keras_multimodel.data.bundled import (
+    PAPER_TASKS,
+    load,
+    load_examples,
+    make_tasks,
+    training_texts,
+)
 from keras_multimodel.data.mixture import STRATEGIES, bucket_boundaries, mixing_rates, mixture
-from keras_multimodel.data.paper import TASKS, load, load_examples, make_tasks
-from keras_multimodel.data.speech import DataError, read_wav
-from keras_multimodel.data.tokenizer import decode, encode, train_tokenizer
+from keras_multimodel.data.speech import read_wav
+from keras_multimodel.data.tokenizer import train_tokenizer
+from keras_multimodel.errors import DataError
+from keras_multimodel.tokenization import ids_to_texts, texts_to_ids
 
 __all__ = [
+    "PAPER_TASKS",
     "STRATEGIES",
-    "TASKS",
     "DataError",
     "bucket_boundaries",
-    "decode",
-    "encode",
+    "bundled",
+    "ids_to_texts",
     "load",
     "load_examples",
     "make_tasks",
     "mixing_rates",
     "mixture",
-    "paper",
     "read_wav",
     "speech",
+    "texts_to_ids",
     "tfds_loaders",
     "train_tokenizer",
+    "training_texts",
 ]

@@ -4,6 +4,7 @@ import math
 
 import tensorflow as tf
 
+from keras_multimodel.errors import InputError
 from keras_multimodel.task import TaskPlan
 
 
@@ -49,19 +50,19 @@ def mixing_rates(sizes, strategy="uniform", cap=None, temperature=2.0):
     {'a': 0.33, 'b': 0.67}
     """
     if strategy not in STRATEGIES:
-        raise ValueError(f"mixing_rates: unknown strategy {strategy!r}; use one of {STRATEGIES}.")
+        raise InputError(f"mixing_rates: unknown strategy {strategy!r}; use one of {STRATEGIES}.")
     if not sizes:
-        raise ValueError("mixing_rates: `sizes` is empty.")
+        raise InputError("mixing_rates: `sizes` is empty.")
     for name, size in sizes.items():
         if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-            raise ValueError(
+            raise InputError(
                 f"mixing_rates: the size of task {name!r} must be an int >= 0 (examples); "
                 f"got {size!r}."
             )
     if cap is not None and (not isinstance(cap, int) or cap < 1):
-        raise ValueError(f"mixing_rates: `cap` must be a positive int or None; got {cap!r}.")
+        raise InputError(f"mixing_rates: `cap` must be a positive int or None; got {cap!r}.")
     if not isinstance(temperature, (int, float)) or temperature <= 0:
-        raise ValueError(f"mixing_rates: `temperature` must be > 0; got {temperature!r}.")
+        raise InputError(f"mixing_rates: `temperature` must be > 0; got {temperature!r}.")
     capped = {name: min(size, cap) if cap else size for name, size in sizes.items()}
     if strategy == "uniform":
         raw = {name: 1.0 for name in sizes}
@@ -71,7 +72,7 @@ def mixing_rates(sizes, strategy="uniform", cap=None, temperature=2.0):
         raw = {name: float(size) ** (1.0 / temperature) for name, size in capped.items()}
     total = sum(raw.values())
     if total <= 0:
-        raise ValueError("mixing_rates: every task is empty.")
+        raise InputError("mixing_rates: every task is empty.")
     return {name: value / total for name, value in raw.items()}
 
 
@@ -80,7 +81,7 @@ def _dataset_sizes(datasets):
     for name, dataset in datasets.items():
         size = int(dataset.cardinality())
         if size < 0:
-            raise ValueError(
+            raise InputError(
                 f"mixture: the size of task {name!r}'s dataset is unknown or infinite, so a "
                 "rate strategy cannot use it; pass explicit `rates={task: rate}` instead."
             )
@@ -93,26 +94,26 @@ def _rates(plan, datasets, rates, cap=None, temperature=2.0):
         rates = "uniform"
     if isinstance(rates, str):
         if rates not in STRATEGIES:
-            raise ValueError(
+            raise InputError(
                 f"mixture: unknown rate strategy {rates!r}; use one of {STRATEGIES} or a "
                 "{task: rate} dict."
             )
         sizes = {name: 1 for name in datasets} if rates == "uniform" else _dataset_sizes(datasets)
         rates = mixing_rates(sizes, rates, cap=cap, temperature=temperature)
     if not isinstance(rates, dict):
-        raise ValueError(f"mixture: `rates` must be a strategy name or a dict; got {rates!r}.")
+        raise InputError(f"mixture: `rates` must be a strategy name or a dict; got {rates!r}.")
     unknown = sorted(set(rates) - set(datasets))
     if unknown:
-        raise ValueError(f"mixture: `rates` name tasks without datasets: {unknown}.")
+        raise InputError(f"mixture: `rates` name tasks without datasets: {unknown}.")
     missing = sorted(set(datasets) - set(rates))
     if missing:
-        raise ValueError(f"mixture: `rates` has no rate for tasks {missing}; give every task one.")
+        raise InputError(f"mixture: `rates` has no rate for tasks {missing}; give every task one.")
     for name, rate in rates.items():
         if not isinstance(rate, (int, float)) or rate < 0 or math.isnan(rate):
-            raise ValueError(f"mixture: rate of task {name!r} must be a number >= 0; got {rate!r}.")
+            raise InputError(f"mixture: rate of task {name!r} must be a number >= 0; got {rate!r}.")
     total = sum(rates.values())
     if total <= 0:
-        raise ValueError("mixture: at least one task needs a positive rate.")
+        raise InputError("mixture: at least one task needs a positive rate.")
     return {name: rate / total for name, rate in rates.items()}
 
 
@@ -174,18 +175,18 @@ def mixture(
     """
     plan = _plan(tasks)
     if not isinstance(datasets, dict) or not datasets:
-        raise ValueError("mixture: `datasets` must be a non-empty {task name: tf.data.Dataset}.")
+        raise InputError("mixture: `datasets` must be a non-empty {task name: tf.data.Dataset}.")
     for name, dataset in datasets.items():
         plan.task(name)  # unknown names list the known tasks
         if not isinstance(dataset, tf.data.Dataset):
-            raise ValueError(
+            raise InputError(
                 f"mixture: the dataset of task {name!r} must be a tf.data.Dataset of "
                 f"(inputs, targets) examples; received {type(dataset).__name__}."
             )
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"mixture: `batch_size` must be a positive int; got {batch_size!r}.")
+        raise InputError(f"mixture: `batch_size` must be a positive int; got {batch_size!r}.")
     if isinstance(num_buckets, bool) or not isinstance(num_buckets, int) or num_buckets < 1:
-        raise ValueError(f"mixture: `num_buckets` must be a positive int; got {num_buckets!r}.")
+        raise InputError(f"mixture: `num_buckets` must be a positive int; got {num_buckets!r}.")
     rates = _rates(plan, datasets, rates, cap, temperature)
 
     groups, max_lengths = {}, {}
@@ -221,40 +222,56 @@ def mixture(
     ).prefetch(tf.data.AUTOTUNE)
 
 
+def check_dataset(task, dataset):
+    """Checks a task's dataset against its modalities before any data flows."""
+    spec = dataset.element_spec
+    if not isinstance(spec, (tuple, list)) or len(spec) != 2:
+        raise InputError(
+            f"mixture: task {task.name!r} examples must be (inputs, targets) pairs; the dataset "
+            f"gives {spec}. Map it to pairs, e.g. `dataset.map(lambda ex: (ex['x'], ex['y']))`."
+        )
+    task.inputs.check_spec(spec[0], "inputs", task.name)
+    task.targets.check_spec(spec[1], "targets", task.name)
+
+
+def _limited_tensors(task, example):
+    """`(role, tensor, max_length)` for every variable-length tensor of an example."""
+    for role, modality in (("inputs", task.inputs), ("targets", task.targets)):
+        value = example[role]
+        limits = _flat_limits(value, modality.max_lengths(role))
+        for tensor, limit in zip(tf.nest.flatten(value), limits, strict=True):
+            if limit is not None:
+                yield role, tensor, limit
+
+
 def _task_stream(plan, name, dataset, repeat, shuffle_buffer, seed):
     task = plan.task(name)
     task_id = plan.task_index[name]
+    check_dataset(task, dataset)
 
-    def prepare(*example):
-        if len(example) != 2:
-            raise ValueError(
-                f"mixture: task {name!r} examples must be (inputs, targets) pairs; received "
-                f"{len(example)} components."
+    def prepare(raw_inputs, raw_targets):
+        example = {
+            "inputs": task.inputs.prepare(raw_inputs, "inputs"),
+            "targets": task.targets.prepare(raw_targets, "targets"),
+            "task_id": tf.constant(task_id, "int32"),
+        }
+        for role, tensor, limit in _limited_tensors(task, example):
+            tf.debugging.assert_less_equal(
+                tf.shape(tensor)[0],
+                limit,
+                message=f"task {name!r}: {role} longer than the modality's "
+                f"max_length={limit}; shorten them or raise max_length",
             )
-        inputs = task.inputs.prepare(example[0], "inputs")
-        targets = task.targets.prepare(example[1], "targets")
-        for role, value, limits in (
-            ("inputs", inputs, task.inputs.max_lengths("inputs")),
-            ("targets", targets, task.targets.max_lengths("targets")),
-        ):
-            for tensor, limit in zip(
-                tf.nest.flatten(value), _flat_limits(value, limits), strict=True
-            ):
-                if limit is not None and tensor.shape[0] is not None and tensor.shape[0] > limit:
-                    raise ValueError(
-                        f"mixture: task {name!r} {role} have length {tensor.shape[0]}, over the "
-                        f"modality's max_length={limit}; shorten them or raise max_length."
-                    )
-                if limit is not None:
-                    tf.debugging.assert_less_equal(
-                        tf.shape(tensor)[0],
-                        limit,
-                        message=f"task {name!r}: {role} longer than the modality's "
-                        f"max_length={limit}; shorten them or raise max_length",
-                    )
-        return {"inputs": inputs, "targets": targets, "task_id": tf.constant(task_id, "int32")}
+        return example
 
     stream = dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+    # Lengths known from the spec are checked now, before any data flows.
+    for role, spec, limit in _limited_tensors(task, stream.element_spec):
+        if spec.shape[0] is not None and spec.shape[0] > limit:
+            raise InputError(
+                f"mixture: task {name!r} {role} have length {spec.shape[0]}, over the "
+                f"modality's max_length={limit}; shorten them or raise max_length."
+            )
     if shuffle_buffer:
         stream = stream.shuffle(shuffle_buffer, seed=seed)
     return stream.repeat() if repeat else stream

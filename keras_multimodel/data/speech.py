@@ -15,16 +15,14 @@ import wave
 
 import numpy as np
 
+from keras_multimodel.errors import DataError
+
 SAMPLE_RATE = 16000
 # espeak-ng's own English voices (no MBROLA) and some of its voice variants.
 VOICES = ("en", "en-us", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-029")
 VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m7", "f1", "f2", "f3", "f4", "klatt", "klatt2")
 SPEEDS = (130, 200)  # words per minute
 PITCHES = (30, 70)  # espeak-ng's 0-99 scale
-
-
-class DataError(ValueError):
-    """Bad or unusable input data, with a message fit for a one-line error."""
 
 
 def espeak_binary():

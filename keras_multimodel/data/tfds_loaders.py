@@ -19,7 +19,7 @@ instead; the tests use it with small stand-in data of the same features.
 
 import tensorflow as tf
 
-from keras_multimodel.data.tokenizer import END_ID
+from keras_multimodel.tokenization import END_ID
 
 
 def _tfds_load(name, split, data_dir):

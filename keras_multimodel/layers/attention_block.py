@@ -5,6 +5,7 @@ import math
 import keras
 from keras import ops
 
+from keras_multimodel.errors import InputError
 from keras_multimodel.layers import layer_utils
 from keras_multimodel.layers.masking import attention_mask
 from keras_multimodel.layers.timing_signal import add_timing_signal
@@ -95,7 +96,7 @@ class AttentionBlock(keras.layers.Layer):
             layer_utils.check_rank("AttentionBlock", context_shape, 3, what="context")
         source_channels = channels if context_shape is None else context_shape[-1]
         if self.key_dim is None and channels % self.num_heads:
-            raise ValueError(
+            raise InputError(
                 f"AttentionBlock: channels ({channels}) must be divisible by num_heads "
                 f"({self.num_heads}) when `key_dim` is not given; pass `key_dim` or change "
                 "`num_heads`."
@@ -143,18 +144,18 @@ class AttentionBlock(keras.layers.Layer):
 
     def _check_context(self, context):
         if self._is_cross_attention and context is None:
-            raise ValueError(
+            raise InputError(
                 "AttentionBlock: this block was built for cross-attention; pass `context`."
             )
         if not self._is_cross_attention and context is not None:
-            raise ValueError(
+            raise InputError(
                 "AttentionBlock: this block was built for self-attention (first called "
                 "without `context`); use a separate block for cross-attention."
             )
 
     def call(self, x, context=None, mask=None, context_mask=None, training=None):
         if context is not None and self.causal:
-            raise ValueError(
+            raise InputError(
                 "AttentionBlock: `causal=True` applies to self-attention; call it without "
                 "`context`, or create the cross-attention block with `causal=False`."
             )
@@ -174,13 +175,13 @@ class AttentionBlock(keras.layers.Layer):
         are projected once here and `max_length` is ignored.
         """
         if not self.built:
-            raise ValueError("AttentionBlock.init_cache() needs a built block: call it once first.")
+            raise InputError("AttentionBlock.init_cache() needs a built block: call it once first.")
         self._check_context(context)
         if context is not None:
             timed = self._timed(ops.cast(context, self.compute_dtype))
             return {"key": self.key_dense(timed), "value": self.value_dense(timed)}
         if not self.causal:
-            raise ValueError(
+            raise InputError(
                 "AttentionBlock.init_cache(): step-by-step self-attention needs a causal "
                 "block; create it with `causal=True`."
             )

@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from keras_multimodel.errors import InputError
 from keras_multimodel.layers import layer_utils
 from keras_multimodel.layers.masking import zero_padding
 from keras_multimodel.layers.separable_conv import SeparableConv1D
@@ -74,7 +75,7 @@ class ConvBlock(keras.layers.Layer):
             name, "dilation_rates", dilation_rates
         )
         if len(self.kernel_sizes) != len(self.dilation_rates):
-            raise ValueError(
+            raise InputError(
                 f"{name}: `kernel_sizes` and `dilation_rates` need one entry per conv step; "
                 f"received {len(self.kernel_sizes)} kernel sizes {self.kernel_sizes} and "
                 f"{len(self.dilation_rates)} dilation rates {self.dilation_rates}."
@@ -180,12 +181,12 @@ class ConvBlock(keras.layers.Layer):
 
     def _check_causal(self, method):
         if not self.causal:
-            raise ValueError(
+            raise InputError(
                 f"ConvBlock.{method}() is for step-by-step decoding, which needs a causal "
                 "block; create the block with `causal=True`."
             )
         if not self.built:
-            raise ValueError(
+            raise InputError(
                 f"ConvBlock.{method}() needs a built block: call it once on an input of "
                 "shape (batch, length, channels) or call `build(input_shape)` first."
             )

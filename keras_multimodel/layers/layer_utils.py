@@ -3,49 +3,51 @@
 Every error names the layer, what was expected, what was given and how to fix it.
 """
 
+from keras_multimodel.errors import InputError
+
 
 def check_positive_int(layer, name, value):
-    """Raises a ValueError unless `value` is an int >= 1."""
+    """Raises an InputError unless `value` is an int >= 1."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(
+        raise InputError(
             f"{layer}: `{name}` must be a positive integer. Received {name}={value!r}."
         )
     return value
 
 
 def check_positive_int_tuple(layer, name, values):
-    """Returns `values` as a tuple of positive ints, or raises a ValueError."""
+    """Returns `values` as a tuple of positive ints, or raises an InputError."""
     if isinstance(values, int):
         values = (values,)
     values = tuple(values)
     if not values:
-        raise ValueError(f"{layer}: `{name}` must not be empty. Received {name}=().")
+        raise InputError(f"{layer}: `{name}` must not be empty. Received {name}=().")
     for value in values:
         check_positive_int(layer, name, value)
     return values
 
 
 def check_rate(layer, name, value):
-    """Raises a ValueError unless 0 <= value < 1 (a dropout rate)."""
+    """Raises an InputError unless 0 <= value < 1 (a dropout rate)."""
     if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-        raise ValueError(
+        raise InputError(
             f"{layer}: `{name}` must be a number in [0, 1). Received {name}={value!r}."
         )
     return float(value)
 
 
 def check_rank(layer, shape, ranks, what="inputs", layout="(batch, length, channels)"):
-    """Raises a ValueError unless `len(shape)` is one of `ranks` with a known last axis."""
+    """Raises an InputError unless `len(shape)` is one of `ranks` with a known last axis."""
     ranks = (ranks,) if isinstance(ranks, int) else tuple(ranks)
     if len(shape) not in ranks:
         expected = " or ".join(str(rank) for rank in ranks)
-        raise ValueError(
+        raise InputError(
             f"{layer}: expected {what} of rank {expected} with layout {layout}; "
             f"received shape {tuple(shape)} (rank {len(shape)}). Reshape the tensor, "
             "e.g. flatten image positions into one sequence axis."
         )
     if shape[-1] is None:
-        raise ValueError(
+        raise InputError(
             f"{layer}: the last axis of {what} (channels) must be known when the layer "
             f"is built; received shape {tuple(shape)}."
         )

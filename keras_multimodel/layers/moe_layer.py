@@ -6,6 +6,7 @@ import keras
 from keras import ops
 from keras.src.backend.common.stateless_scope import get_stateless_scope
 
+from keras_multimodel.errors import InputError
 from keras_multimodel.layers import layer_utils, moe_routing
 
 
@@ -92,7 +93,7 @@ class MoELayer(keras.layers.Layer):
         self.hidden_dim = layer_utils.check_positive_int(name, "hidden_dim", hidden_dim)
         self.top_k = layer_utils.check_positive_int(name, "top_k", top_k)
         if self.top_k > self.num_experts:
-            raise ValueError(
+            raise InputError(
                 f"{name}: `top_k` must be at most `num_experts`; received top_k={top_k} "
                 f"with num_experts={num_experts}. Lower `top_k` or add experts."
             )
@@ -101,14 +102,14 @@ class MoELayer(keras.layers.Layer):
             ("eval_capacity_factor", eval_capacity_factor),
         ):
             if value is not None and (not isinstance(value, (int, float)) or value <= 0):
-                raise ValueError(
+                raise InputError(
                     f"{name}: `{arg}` must be a positive number, or None for no drops; "
                     f"received {arg}={value!r}."
                 )
         self.capacity_factor = capacity_factor
         self.eval_capacity_factor = eval_capacity_factor
         if not isinstance(loss_coef, (int, float)) or loss_coef < 0:
-            raise ValueError(
+            raise InputError(
                 f"{name}: `loss_coef` must be a number >= 0; received loss_coef={loss_coef!r}."
             )
         self.loss_coef = float(loss_coef)

@@ -4,7 +4,16 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_multimodel.modalities.base import Modality, describe, register_modality
+from keras_multimodel.errors import InputError
+from keras_multimodel.modalities.base import (
+    Modality,
+    check_finite,
+    describe,
+    register_modality,
+    spec_dtype,
+    spec_error,
+    spec_rank,
+)
 
 
 @register_modality
@@ -58,7 +67,7 @@ class Audio(Modality):
             ("max_length", max_length),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"Audio: `{arg}` must be a positive int; received {value!r}.")
+                raise InputError(f"Audio: `{arg}` must be a positive int; received {value!r}.")
         self.sample_rate = sample_rate
         self.num_mel_bins = num_mel_bins
         self.frame_length = frame_length
@@ -120,7 +129,7 @@ class Audio(Modality):
                 "length": np.full(shape[:1], shape[-1] if shape else 0, "int32"),
             }
         if set(inputs) != {"waveform", "length"}:
-            raise ValueError(
+            raise InputError(
                 f"Task {task_name!r} takes audio: a (batch, samples) float waveform array, "
                 f"or a dict with keys 'waveform' and 'length'; received keys {sorted(inputs)}."
             )
@@ -128,12 +137,12 @@ class Audio(Modality):
         shape = tuple(getattr(waveform, "shape", np.shape(waveform)))
         dtype = keras.backend.standardize_dtype(getattr(waveform, "dtype", "object"))
         if len(shape) != 2 or "float" not in dtype:
-            raise ValueError(
+            raise InputError(
                 f"Task {task_name!r} takes audio: float waveforms of shape (batch, samples) "
                 f"at {self.sample_rate} Hz; received {describe(waveform)}."
             )
         if shape[1] is not None and shape[1] > self.max_length:
-            raise ValueError(
+            raise InputError(
                 f"Task {task_name!r}: waveforms of {shape[1]} samples exceed the configured "
                 f"maximum max_length={self.max_length}. Split the audio, or build the "
                 "modality with a larger `max_length`."
@@ -142,11 +151,12 @@ class Audio(Modality):
         if lengths.shape != shape[:1] or (
             lengths.size and (lengths.min() < 1 or lengths.max() > shape[1])
         ):
-            raise ValueError(
+            raise InputError(
                 f"Task {task_name!r}: audio 'length' must hold one length per waveform, in "
                 f"[1, {shape[1]}]; received {describe(lengths)} with values "
                 f"{lengths.tolist()[:8]}."
             )
+        check_finite(waveform, task_name, "audio samples")
         return {
             "waveform": ops.convert_to_tensor(waveform, "float32"),
             "length": ops.convert_to_tensor(lengths, "int32"),
@@ -163,6 +173,36 @@ class Audio(Modality):
         waveform = tf.cast(waveform, "float32")
         tf.debugging.assert_rank(waveform, 1, message="audio waveforms must be 1-D per example")
         return {"waveform": waveform, "length": tf.reshape(tf.cast(length, "int32"), [])}
+
+    def check_spec(self, spec, role, task_name):
+        expected = (
+            f"a 1-D float waveform at {self.sample_rate} Hz, or a dict with keys 'waveform' "
+            "and 'length'"
+        )
+        if isinstance(spec, dict):
+            if set(spec) != {"waveform", "length"}:
+                raise spec_error(
+                    task_name, role, expected, spec, "Use exactly the keys 'waveform' and 'length'."
+                )
+            length = spec["length"]
+            if "int" not in spec_dtype(length) or spec_rank(length) != 0:
+                raise spec_error(
+                    task_name, role, expected, spec, "'length' is one integer per example."
+                )
+            spec = spec["waveform"]
+        dtype, rank = spec_dtype(spec), spec_rank(spec)
+        if "float" not in dtype:
+            fix = (
+                "Give float samples in [-1, 1]; convert integer PCM with "
+                "`tf.cast(samples, 'float32') / 32768` for 16-bit audio."
+            )
+        elif rank == 2:
+            fix = "The dataset looks batched (or stereo): give mono single examples."
+        elif rank != 1:
+            fix = "Give each waveform as a 1-D array of samples."
+        else:
+            return
+        raise spec_error(task_name, role, expected, spec, fix)
 
     def max_lengths(self, role):
         return {"waveform": self.max_length, "length": None}

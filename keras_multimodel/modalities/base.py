@@ -19,7 +19,10 @@ can batch and bucket any modality, including a user's.
 """
 
 import keras
+import numpy as np
 from keras import ops
+
+from keras_multimodel.errors import InputError
 
 _REGISTRY = {}
 
@@ -60,7 +63,7 @@ def get(identifier, **settings):
     """
     if isinstance(identifier, Modality):
         if settings:
-            raise ValueError(
+            raise InputError(
                 f"modalities.get: settings {sorted(settings)} cannot be applied to an "
                 f"existing {type(identifier).__name__}; create a new one instead."
             )
@@ -70,7 +73,7 @@ def get(identifier, **settings):
         return get(name, **{**dict(extra), **settings})
     if isinstance(identifier, str) and identifier in _REGISTRY:
         return _REGISTRY[identifier](**settings)
-    raise ValueError(
+    raise InputError(
         f"Unknown modality {identifier!r}. Registered modalities: {sorted(_REGISTRY)}. "
         "Pass a Modality instance, a registered name, or register your own subclass with "
         "`keras_multimodel.modalities.register_modality`."
@@ -107,12 +110,12 @@ class Modality(keras.layers.Layer):
     def __init__(self, hidden_size=None, label_smoothing=0.0, **kwargs):
         super().__init__(**kwargs)
         if hidden_size is not None and (not isinstance(hidden_size, int) or hidden_size < 1):
-            raise ValueError(
+            raise InputError(
                 f"{type(self).__name__}: `hidden_size` must be a positive int or None; "
                 f"received {hidden_size!r}."
             )
         if not isinstance(label_smoothing, (int, float)) or not 0 <= label_smoothing < 1:
-            raise ValueError(
+            raise InputError(
                 f"{type(self).__name__}: `label_smoothing` must be in [0, 1); received "
                 f"{label_smoothing!r}."
             )
@@ -146,7 +149,7 @@ class Modality(keras.layers.Layer):
 
     def _require_hidden_size(self):
         if self.hidden_size is None:
-            raise ValueError(
+            raise InputError(
                 f"{type(self).__name__} has no `hidden_size`: it is a modality spec. Use "
                 "it in a `Task`; `MultiModel` binds it to the body's width."
             )
@@ -160,7 +163,7 @@ class Modality(keras.layers.Layer):
     def check_inputs(self, inputs, task_name):
         """Validates raw inputs (numpy or tensors) and returns them in canonical form.
 
-        Raises a ValueError that names the task, what was expected and what came.
+        Raises an InputError that names the task, what was expected and what came.
         """
         raise NotImplementedError(f"{type(self).__name__} cannot be an input modality.")
 
@@ -182,15 +185,23 @@ class Modality(keras.layers.Layer):
         raise NotImplementedError(f"{type(self).__name__} cannot be a target modality.")
 
     def loss(self, tokens, logits):
-        """Per-position loss `(batch, positions)`: cross-entropy with label smoothing."""
+        """Per-position loss `(batch, positions)`: cross-entropy with label smoothing.
+
+        A target id outside `[0, classes)` gives a NaN loss on every backend (the
+        gather alone would raise on one device and return 0 on another), which
+        `fit` reports as an error (`keras_multimodel.callbacks.StopOnNonFiniteLoss`).
+        """
         logits = ops.cast(logits, "float32")
+        classes = ops.shape(logits)[-1]
+        tokens = ops.cast(tokens, "int32")
+        valid = ops.logical_and(tokens >= 0, tokens < classes)  # (B, T)
         log_probs = ops.log_softmax(logits, axis=-1)  # (B, T, V)
-        target = ops.take_along_axis(log_probs, ops.cast(tokens, "int32")[..., None], axis=-1)
-        nll = -target[..., 0]  # (B, T)
-        if not self.label_smoothing:
-            return nll
-        uniform = -ops.mean(log_probs, axis=-1)  # (B, T)
-        return (1.0 - self.label_smoothing) * nll + self.label_smoothing * uniform
+        safe = ops.where(valid, tokens, 0)
+        nll = -ops.take_along_axis(log_probs, safe[..., None], axis=-1)[..., 0]  # (B, T)
+        if self.label_smoothing:
+            uniform = -ops.mean(log_probs, axis=-1)  # (B, T)
+            nll = (1.0 - self.label_smoothing) * nll + self.label_smoothing * uniform
+        return ops.where(valid, nll, float("nan"))
 
     # ----- data (tf.data only) -------------------------------------------------------
     def prepare(self, value, role):
@@ -199,6 +210,14 @@ class Modality(keras.layers.Layer):
         `role` is "inputs" or "targets". The default casts nothing.
         """
         return value
+
+    def check_spec(self, spec, role, task_name):
+        """Checks one example's `tf.data` element spec against this modality.
+
+        `keras_multimodel.data.mixture` calls it for each task's dataset before any
+        data flows, so a dataset that does not fit its task fails here, naming the
+        task, what was expected, what came and the fix. The default accepts any.
+        """
 
     def max_lengths(self, role):
         """For `prepare`'s structure: the maximum length of each variable-length
@@ -212,8 +231,39 @@ class Modality(keras.layers.Layer):
 
 
 def describe(value):
-    """`shape=(2, 28, 28) dtype=uint8` for error messages."""
-    shape = tuple(getattr(value, "shape", ()))
+    """`shape=(2, 28, 28) dtype=uint8` for error messages (arrays, tensors, specs)."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k!r}: {describe(v)}" for k, v in value.items()) + "}"
+    shape = getattr(value, "shape", ())
+    shape = "unknown" if getattr(shape, "rank", 0) is None else tuple(shape)
     dtype = getattr(value, "dtype", type(value).__name__)
     dtype = getattr(dtype, "name", dtype)
     return f"shape={shape} dtype={dtype}"
+
+
+def spec_error(task_name, role, expected, spec, fix):
+    """The InputError of `check_spec`: task, expected, received, fix."""
+    return InputError(
+        f"Task {task_name!r}: each example's {role} must be {expected}; the dataset gives "
+        f"{describe(spec)}. {fix}"
+    )
+
+
+def spec_dtype(spec):
+    """The dtype name of a `tf.TensorSpec` ("string", "int64", "float32", ...)."""
+    return getattr(spec.dtype, "name", str(spec.dtype))
+
+
+def spec_rank(spec):
+    return spec.shape.rank
+
+
+def check_finite(values, task_name, what):
+    """An InputError naming the first bad entry unless every float value is finite."""
+    array = np.asarray(values)
+    if array.dtype.kind == "f" and array.size and not np.isfinite(array).all():
+        index = tuple(int(i) for i in np.argwhere(~np.isfinite(array))[0])
+        raise InputError(
+            f"Task {task_name!r}: {what} must be finite numbers; entry {index} is "
+            f"{array[index]}. Replace NaN and infinite values before calling the model."
+        )

@@ -3,7 +3,14 @@
 import keras
 from keras import ops
 
-from keras_multimodel.modalities.base import Modality, register_modality
+from keras_multimodel.errors import InputError
+from keras_multimodel.modalities.base import (
+    Modality,
+    register_modality,
+    spec_dtype,
+    spec_error,
+    spec_rank,
+)
 
 
 @register_modality
@@ -32,7 +39,7 @@ class ClassLabel(Modality):
     def __init__(self, num_classes, **kwargs):
         super().__init__(**kwargs)
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-            raise ValueError(
+            raise InputError(
                 f"ClassLabel: `num_classes` must be an int >= 2; received {num_classes!r}."
             )
         self.num_classes = num_classes
@@ -61,6 +68,23 @@ class ClassLabel(Modality):
         )
         tf.debugging.assert_non_negative(label, message="class ids must be >= 0")
         return label
+
+    def check_spec(self, spec, role, task_name):
+        expected = f"one integer class id in [0, {self.num_classes}) (a scalar)"
+        dtype, rank = spec_dtype(spec), spec_rank(spec)
+        if "int" not in dtype:
+            fix = (
+                "Give integer class ids; map names to ids first (e.g. a dict lookup or "
+                "tf.lookup.StaticHashTable), or cast whole-number floats with tf.cast."
+            )
+        elif rank not in (0, 1) or (rank == 1 and spec.shape[0] != 1):
+            fix = (
+                "Give one id per example (not one-hot, not a batch: `.unbatch()` a "
+                "batched dataset, `tf.argmax` one-hot labels)."
+            )
+        else:
+            return
+        raise spec_error(task_name, role, expected, spec, fix)
 
     def get_config(self):
         config = super().get_config()

@@ -3,9 +3,18 @@
 import keras
 from keras import ops
 
+from keras_multimodel.errors import InputError
 from keras_multimodel.layers import layer_utils
 from keras_multimodel.layers.separable_conv import SeparableConv2D
-from keras_multimodel.modalities.base import Modality, describe, register_modality
+from keras_multimodel.modalities.base import (
+    Modality,
+    check_finite,
+    describe,
+    register_modality,
+    spec_dtype,
+    spec_error,
+    spec_rank,
+)
 
 
 @register_modality
@@ -41,7 +50,7 @@ class Image(Modality):
         super().__init__(**kwargs)
         for arg, value in (("channels", channels), ("num_blocks", num_blocks)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"Image: `{arg}` must be a positive int; received {value!r}.")
+                raise InputError(f"Image: `{arg}` must be a positive int; received {value!r}.")
         self.channels = channels
         self.num_blocks = num_blocks
 
@@ -117,7 +126,7 @@ class Image(Modality):
             or shape[-1] != self.channels
             or not (dtype == "uint8" or "float" in dtype)
         ):
-            raise ValueError(
+            raise InputError(
                 f"Task {task_name!r} takes images: uint8 or float pixels of shape "
                 f"(batch, height, width, {self.channels}); received {describe(inputs)}."
                 + (
@@ -126,7 +135,29 @@ class Image(Modality):
                     else ""
                 )
             )
+        check_finite(inputs, task_name, "pixels")
         return ops.convert_to_tensor(inputs)
+
+    def check_spec(self, spec, role, task_name):
+        c = self.channels
+        expected = f"an image of shape (height, width, {c}), uint8 or float (Image(channels={c}))"
+        dtype, rank = spec_dtype(spec), spec_rank(spec)
+        if dtype != "uint8" and "float" not in dtype:
+            fix = "Give uint8 pixels in [0, 255] (or float pixels)."
+        elif rank == 4:
+            fix = "The dataset looks batched: give mixture single examples (`.unbatch()`)."
+        elif rank == 2:
+            fix = "Add a channel axis (`image[..., None]`) and use Image(channels=1)."
+        elif rank != 3:
+            fix = "Reshape each example to (height, width, channels)."
+        elif spec.shape[-1] is not None and spec.shape[-1] != c:
+            fix = (
+                f"Build the task with Image(channels={spec.shape[-1]}), or convert the images "
+                f"to {c} channels."
+            )
+        else:
+            return
+        raise spec_error(task_name, role, expected, spec, fix)
 
     def get_config(self):
         config = super().get_config()

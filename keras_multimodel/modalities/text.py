@@ -6,7 +6,15 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_multimodel.modalities.base import Modality, describe, register_modality
+from keras_multimodel.errors import InputError
+from keras_multimodel.modalities.base import (
+    Modality,
+    describe,
+    register_modality,
+    spec_dtype,
+    spec_error,
+    spec_rank,
+)
 
 
 def check_token_ids(inputs, task_name, what, vocab_size, max_length, hint=""):
@@ -14,12 +22,12 @@ def check_token_ids(inputs, task_name, what, vocab_size, max_length, hint=""):
     shape = tuple(getattr(inputs, "shape", np.shape(inputs)))
     dtype = keras.backend.standardize_dtype(getattr(inputs, "dtype", np.asarray(inputs).dtype))
     if len(shape) != 2 or "int" not in dtype:
-        raise ValueError(
+        raise InputError(
             f"Task {task_name!r} takes {what}: integer token ids of shape (batch, length) "
             f"with 0 as padding; received {describe(inputs)}.{hint}"
         )
     if shape[1] is not None and shape[1] > max_length:
-        raise ValueError(
+        raise InputError(
             f"Task {task_name!r}: {what} of length {shape[1]} exceed the configured maximum "
             f"max_length={max_length}. Shorten them, or build the modality with a larger "
             "`max_length`."
@@ -27,9 +35,16 @@ def check_token_ids(inputs, task_name, what, vocab_size, max_length, hint=""):
     if isinstance(inputs, np.ndarray) and inputs.size:
         low, high = int(inputs.min()), int(inputs.max())
         if low < 0 or high >= vocab_size:
-            raise ValueError(
+            raise InputError(
                 f"Task {task_name!r}: {what} must be token ids in [0, {vocab_size}); "
                 f"received ids in [{low}, {high}]."
+            )
+        empty = np.flatnonzero(~(inputs != 0).any(axis=1))
+        if empty.size:
+            raise InputError(
+                f"Task {task_name!r}: {what} row {int(empty[0])} has no tokens (an empty or "
+                "whitespace-only text, or a row of padding); give each example at least "
+                "one token."
             )
     return ops.convert_to_tensor(inputs, dtype="int32")
 
@@ -65,9 +80,9 @@ class Text(Modality):
         super().__init__(label_smoothing=label_smoothing, **kwargs)
         for arg, value in (("vocab_size", vocab_size), ("max_length", max_length)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 2:
-                raise ValueError(f"Text: `{arg}` must be an int >= 2; received {value!r}.")
+                raise InputError(f"Text: `{arg}` must be an int >= 2; received {value!r}.")
         if end_token_id is not None and not 0 < end_token_id < vocab_size:
-            raise ValueError(
+            raise InputError(
                 f"Text: `end_token_id` must be in [1, vocab_size) or None (0 is padding); "
                 f"received {end_token_id!r} with vocab_size={vocab_size}."
             )
@@ -123,6 +138,27 @@ class Text(Modality):
         )
         tf.debugging.assert_non_negative(ids, message=f"text {role}: token ids must be >= 0")
         return ids
+
+    def check_spec(self, spec, role, task_name):
+        expected = "a 1-D sequence of integer token ids (0 = padding)"
+        dtype, rank = spec_dtype(spec), spec_rank(spec)
+        if dtype == "string":
+            fix = (
+                "Tokenize the text first, e.g. `dataset.map(lambda x, y: (tokenizer(x), "
+                "tokenizer(y)))` with a keras_hub tokenizer, or kmm.data.texts_to_ids."
+            )
+        elif "int" not in dtype:
+            fix = (
+                "Token ids must be integers; cast them (`tf.cast(ids, 'int32')`) only if they "
+                "are whole numbers (nothing is truncated silently)."
+            )
+        elif rank == 2:
+            fix = "The dataset looks batched: give mixture single examples (`.unbatch()`)."
+        elif rank != 1:
+            fix = "Give each example as a 1-D sequence of ids."
+        else:
+            return
+        raise spec_error(task_name, role, expected, spec, fix)
 
     def max_lengths(self, role):
         return self.max_length

@@ -1,7 +1,7 @@
-"""MultiModel, its body and presets."""
+"""MultiModel, its body, its configuration and presets."""
 
 from keras_multimodel.models.body import Decoder, Encoder, IOMixer
 from keras_multimodel.models.multimodel import MultiModel
-from keras_multimodel.models.presets import PRESETS
+from keras_multimodel.models.presets import PRESETS, BodyConfig
 
-__all__ = ["Decoder", "Encoder", "IOMixer", "MultiModel", "PRESETS"]
+__all__ = ["BodyConfig", "Decoder", "Encoder", "IOMixer", "MultiModel", "PRESETS"]

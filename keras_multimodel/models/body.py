@@ -11,55 +11,61 @@ from keras import ops
 
 from keras_multimodel.layers import AttentionBlock, ConvBlock, MoELayer
 from keras_multimodel.layers.layer_utils import built
+from keras_multimodel.models.presets import BodyConfig
 
 
 class _BodyPart(keras.layers.Layer):
-    """Shared constructor: the body configuration and sublayer factories."""
+    """Shared constructor: the body configuration and sublayer factories.
+
+    Args:
+        config: a `BodyConfig` (or its `to_dict()`).
+        **kwargs: base `keras.layers.Layer` arguments.
+    """
 
     def __init__(self, config, **kwargs):
         super().__init__(**kwargs)
-        self.config = dict(config)
+        self.config = config if isinstance(config, BodyConfig) else BodyConfig.from_dict(config)
         self.supports_masking = True  # masks are passed explicitly
 
     def _conv_block(self, name, causal, input_channels=None):
         c = self.config
         block = ConvBlock(
-            c["hidden_size"],
-            c["kernel_sizes"],
-            c["dilation_rates"],
+            c.hidden_size,
+            c.kernel_sizes,
+            c.dilation_rates,
             causal=causal,
-            dropout=c["dropout"],
+            dropout=c.dropout,
             dtype=self.dtype_policy,
             name=name,
         )
-        return built(block, (None, None, input_channels or c["hidden_size"]))
+        return built(block, (None, None, input_channels or c.hidden_size))
 
     def _attention(self, name):
         c = self.config
         attention = AttentionBlock(
-            c["num_heads"], dropout=c["dropout"], dtype=self.dtype_policy, name=name
+            c.num_heads, dropout=c.dropout, dtype=self.dtype_policy, name=name
         )
-        shape = (None, None, c["hidden_size"])
+        shape = (None, None, c.hidden_size)
         return built(attention, shape, shape)
 
     def _moe(self, name):
         c = self.config
         moe = MoELayer(
-            c["num_experts"],
-            c["expert_hidden_size"],
-            top_k=c["top_k"],
-            capacity_factor=c["capacity_factor"],
-            eval_capacity_factor=c["eval_capacity_factor"],
-            loss_coef=c["moe_loss_coef"],
-            dropout=c["dropout"],
+            c.num_experts,
+            c.expert_hidden_size,
+            top_k=c.top_k,
+            capacity_factor=c.capacity_factor,
+            eval_capacity_factor=c.eval_capacity_factor,
+            loss_coef=c.moe_loss_coef,
+            dropout=c.dropout,
             dtype=self.dtype_policy,
             name=name,
         )
-        return built(moe, (None, None, c["hidden_size"]))
+        return built(moe, (None, None, c.hidden_size))
 
     def get_config(self):
         config = super().get_config()
-        config.update({"config": self.config})
+        config.update({"config": self.config.to_dict()})
         return config
 
 
@@ -71,7 +77,7 @@ class Encoder(_BodyPart):
     """
 
     def build(self, input_shape=None):
-        blocks = self.config["encoder_blocks"]
+        blocks = self.config.encoder_blocks
         self.blocks = [self._conv_block(f"conv_block_{i}", causal=False) for i in range(blocks)]
         self.moe_position = blocks // 2
         self.moe = self._moe("moe")
@@ -95,7 +101,7 @@ class IOMixer(_BodyPart):
     """
 
     def build(self, input_shape=None):
-        d = self.config["hidden_size"]
+        d = self.config.hidden_size
         self.query_conv = self._conv_block("query_conv_block", causal=True)
         self.attention = self._attention("attention")
         self.output_conv = self._conv_block("output_conv_block", causal=True, input_channels=2 * d)
@@ -138,7 +144,7 @@ class Decoder(_BodyPart):
     """
 
     def build(self, input_shape=None):
-        layers = self.config["decoder_layers"]
+        layers = self.config.decoder_layers
         self.blocks = [self._conv_block(f"conv_block_{i}", causal=True) for i in range(layers)]
         self.attentions = [self._attention(f"attention_{i}") for i in range(layers)]
         self.moe_position = layers // 2

@@ -5,8 +5,9 @@ import keras_hub
 import numpy as np
 from keras import ops
 
-from keras_multimodel.data.tokenizer import decode, encode, pad_rows
+from keras_multimodel.errors import InputError
 from keras_multimodel.modalities import Text
+from keras_multimodel.tokenization import ids_to_texts, pad_rows, texts_to_ids
 
 SAMPLERS = {
     "greedy": lambda: keras_hub.samplers.GreedySampler(),
@@ -14,20 +15,36 @@ SAMPLERS = {
 }
 
 
-def _compile(model, fn):
-    """`fn(*tensors)` compiled once per input shape, reading the model's current weights."""
+def _compile(model, fn, state=()):
+    """`fn(*tensors)` compiled once per input shape, reading the model's current weights.
+
+    `state` holds variables `fn` updates, such as a random sampler's seed: on JAX
+    (pure functions) their new values come back out of the compiled function and
+    are assigned, so every call draws new random numbers, as on TensorFlow.
+    """
     backend = keras.backend.backend()
     if backend == "jax":
         import jax
 
-        variables = model.variables
+        variables, state = list(model.variables), list(state)
 
-        def stateless(values, *args):
-            with keras.StatelessScope(state_mapping=zip(variables, values, strict=True)):
-                return fn(*args)
+        def stateless(values, state_values, *args):
+            mapping = zip(variables + state, values + state_values, strict=True)
+            with keras.StatelessScope(state_mapping=mapping) as scope:
+                outputs = fn(*args)
+            return outputs, [scope.get_current_value(v) for v in state]
 
         jitted = jax.jit(stateless)
-        return lambda *args: jitted([v.value for v in variables], *args)
+
+        def call(*args):
+            outputs, new_state = jitted(
+                [v.value for v in variables], [v.value for v in state], *args
+            )
+            for variable, value in zip(state, new_state, strict=True):
+                variable.assign(value)
+            return outputs
+
+        return call
     if backend == "tensorflow":
         import tensorflow as tf
 
@@ -69,7 +86,9 @@ class GenerationMixin:
                 target modality's `max_length` and may not exceed it.
             sampler: "greedy", "beam" (4 beams), or a `keras_hub.samplers.Sampler`.
             use_cache: decode with caches (fast) or by recomputation.
-            stop_at_end: stop once every sequence has produced its end token.
+            stop_at_end: stop once every sequence has produced its end token and
+                return 0 (padding) from each end token on; with False, decode all
+                `max_length` positions and return them as produced.
             detokenize: return text targets as strings; by default when the model
                 has a `tokenizer`. With a tokenizer, text inputs may also be given as
                 a list of strings.
@@ -77,8 +96,8 @@ class GenerationMixin:
         Returns:
             numpy int32: class ids `(B,)` for label targets; token ids `(B,
             max_length)` for sequence targets, with the end token and what follows
-            set to 0 (padding). A list of strings for text targets when
-            detokenizing.
+            set to 0 (padding) when `stop_at_end`. A list of strings for text
+            targets when detokenizing.
         """
         task = self.plan.task(task)
         input_net, target_net = self.nets_of(task.name)
@@ -87,16 +106,20 @@ class GenerationMixin:
             detokenize = self.tokenizer is not None and isinstance(target_net, Text)
         if detokenize:
             if self.tokenizer is None or not isinstance(target_net, Text):
-                raise ValueError(
+                raise InputError(
                     f"generate({task.name!r}, detokenize=True) needs a model built with a "
                     "`tokenizer` and a task with text targets."
                 )
             tokens = self.generate(
                 task.name, inputs, max_length, sampler, use_cache, stop_at_end, detokenize=False
             )
-            return decode(self.tokenizer, tokens)
+            return ids_to_texts(self.tokenizer, tokens)
         inputs = input_net.check_inputs(inputs, task.name)
         batch = int(ops.shape(keras.tree.flatten(inputs)[0])[0])
+        if batch == 0:
+            raise InputError(
+                f"generate({task.name!r}): the batch is empty; give at least one input."
+            )
         command = np.full((batch,), self.plan.command_index[task.name], "int32")
         if not target_net.is_sequence:
             key = (self.plan.group[task.name], "label")
@@ -112,13 +135,13 @@ class GenerationMixin:
             or not isinstance(max_length, int)
             or not (0 < max_length <= limit)
         ):
-            raise ValueError(
+            raise InputError(
                 f"generate({task.name!r}): `max_length` must be an int in [1, {limit}] (the "
                 f"target modality's max_length); received {max_length!r}."
             )
         if isinstance(sampler, str):
             if sampler not in SAMPLERS:
-                raise ValueError(
+                raise InputError(
                     f"generate: unknown sampler {sampler!r}; use one of {sorted(SAMPLERS)} or "
                     "a keras_hub.samplers.Sampler instance."
                 )
@@ -126,7 +149,7 @@ class GenerationMixin:
         elif isinstance(sampler, keras_hub.samplers.Sampler):
             sampler_key = id(sampler)
         else:
-            raise ValueError(
+            raise InputError(
                 f"generate: `sampler` must be 'greedy', 'beam' or a keras_hub Sampler; "
                 f"received {sampler!r}."
             )
@@ -138,11 +161,12 @@ class GenerationMixin:
                 lambda x, c, p: self._decode_sequences(
                     input_net, target_net, x, c, p, sampler, use_cache, end
                 ),
+                state=sampler.variables,
             )
         prompt = np.zeros((batch, max_length), "int32")
         tokens = self._generate_functions[key](inputs, command, prompt)
-        if target_net.end_token_id is not None:
-            tokens = _clear_after_end(tokens, target_net.end_token_id)
+        if end is not None:
+            tokens = _clear_after_end(tokens, end)
         return np.asarray(ops.convert_to_numpy(tokens))
 
     def _tokenize_inputs(self, task_name, input_net, inputs):
@@ -153,13 +177,13 @@ class GenerationMixin:
         if not is_text:
             return inputs
         if self.tokenizer is None or not isinstance(input_net, Text):
-            raise ValueError(
+            raise InputError(
                 f"Task {task_name!r} received strings; only text tasks of a model built with a "
                 "`tokenizer` take strings (give token ids otherwise)."
             )
         if not all(isinstance(text, str) for text in inputs):
-            raise ValueError(f"Task {task_name!r}: mix of strings and other inputs: {inputs!r}.")
-        return pad_rows(encode(self.tokenizer, inputs, add_end=False))
+            raise InputError(f"Task {task_name!r}: mix of strings and other inputs: {inputs!r}.")
+        return pad_rows(texts_to_ids(self.tokenizer, inputs, add_end=False))
 
     def _classify(self, input_net, target_net, inputs, command):
         encoded, encoded_mask = self.encode(input_net, inputs, training=False)

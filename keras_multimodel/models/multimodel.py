@@ -5,16 +5,18 @@ import keras_hub
 import numpy as np
 from keras import ops
 
-from keras_multimodel.models import presets
+from keras_multimodel.errors import InputError
 from keras_multimodel.models.body import Decoder, Encoder, IOMixer
 from keras_multimodel.models.generation import GenerationMixin
+from keras_multimodel.models.presets import BodyConfig
+from keras_multimodel.models.training import TrainingMixin
 from keras_multimodel.task import Task, TaskPlan
 
 BATCH_KEYS = ("inputs", "targets", "task_id")
 
 
 @keras.saving.register_keras_serializable(package="keras_multimodel")
-class MultiModel(GenerationMixin, keras.Model):
+class MultiModel(GenerationMixin, TrainingMixin, keras.Model):
     """One model for many tasks and modalities (Kaiser et al., 2017).
 
     Each task's input modality net (bottom) maps raw inputs to a sequence
@@ -35,13 +37,19 @@ class MultiModel(GenerationMixin, keras.Model):
 
     Args:
         tasks: list of `keras_multimodel.Task`.
-        preset: "tiny", "base" or "paper" (see `keras_multimodel.models.presets`).
+        preset: "tiny", "base" or "paper" (see `keras_multimodel.models.presets`):
+            the body's sizes, unless `body_config` gives them.
         tokenizer: optional keras-hub tokenizer of the text tasks (e.g. from
             `keras_multimodel.data.train_tokenizer`). It is saved with the model,
             and `generate` then takes strings for text inputs and returns strings
             for text targets.
-        **overrides: preset settings to change, e.g. `hidden_size=128`, and base
-            `keras.Model` arguments (`name`, `dtype`).
+        name, dtype: base `keras.Model` arguments (`dtype="mixed_bfloat16"`).
+        body_config: a `BodyConfig` (or its dict) instead of a preset.
+        **overrides: body settings to change, e.g. `hidden_size=128`.
+
+    The config (`get_config`, `model.keras`) stores every resolved body setting,
+    not the preset's name, so a saved model rebuilds the same way whatever later
+    happens to the presets.
 
     Example:
     >>> import numpy as np
@@ -55,22 +63,32 @@ class MultiModel(GenerationMixin, keras.Model):
     """
 
     def __init__(
-        self, tasks, preset="tiny", tokenizer=None, name="multimodel", dtype=None, **overrides
+        self,
+        tasks,
+        preset="tiny",
+        tokenizer=None,
+        name="multimodel",
+        dtype=None,
+        body_config=None,
+        **overrides,
     ):
         super().__init__(name=name, dtype=dtype)
         if tokenizer is not None and not isinstance(tokenizer, keras_hub.tokenizers.Tokenizer):
-            raise ValueError(
+            raise InputError(
                 "MultiModel: `tokenizer` must be a keras_hub tokenizer (e.g. from "
                 f"keras_multimodel.data.train_tokenizer); received {type(tokenizer).__name__}."
             )
         self.tokenizer = tokenizer
         self.plan = TaskPlan(tasks)
         self.tasks = self.plan.tasks
-        self.preset = preset
-        self.overrides = dict(overrides)
-        config = presets.resolve(preset, overrides)
+        if body_config is None:
+            config = BodyConfig.from_preset(preset, **overrides)
+        elif isinstance(body_config, BodyConfig):
+            config = body_config.replace(**overrides)
+        else:
+            config = BodyConfig.from_dict(body_config).replace(**overrides)
         self.body_config = config
-        d = config["hidden_size"]
+        d = config.hidden_size
 
         # === Modality nets: one per distinct configuration ===
         self.nets = {
@@ -109,19 +127,19 @@ class MultiModel(GenerationMixin, keras.Model):
     # ----- forward -------------------------------------------------------------------
     def _check_batch(self, batch):
         if not isinstance(batch, dict) or not batch:
-            raise ValueError(
+            raise InputError(
                 "MultiModel takes a dict {group: {'inputs', 'targets', 'task_id'}}; build it "
                 "with keras_multimodel.data.mixture(...). Received "
                 f"{type(batch).__name__}. Groups of this model: {list(self.plan.groups)}."
             )
         for group, sub_batch in batch.items():
             if group not in self.plan.groups:
-                raise ValueError(
+                raise InputError(
                     f"Unknown group {group!r} in the batch. This model's groups: {self.groups}."
                 )
             if not isinstance(sub_batch, dict) or set(sub_batch) != set(BATCH_KEYS):
                 keys = sorted(sub_batch) if isinstance(sub_batch, dict) else type(sub_batch)
-                raise ValueError(
+                raise InputError(
                     f"Group {group!r}: a sub-batch is a dict with keys {list(BATCH_KEYS)}; "
                     f"received {keys}."
                 )
@@ -210,13 +228,12 @@ class MultiModel(GenerationMixin, keras.Model):
             "name": self.name,
             "dtype": keras.dtype_policies.serialize(self.dtype_policy),
             "tasks": [task.get_config() for task in self.tasks],
-            "preset": self.preset,
+            "body_config": self.body_config.to_dict(),
             "tokenizer": (
                 None
                 if self.tokenizer is None
                 else keras.saving.serialize_keras_object(self.tokenizer)
             ),
-            **self.overrides,
         }
 
     @classmethod

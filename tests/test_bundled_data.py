@@ -1,4 +1,4 @@
-"""The bundled paper tasks: loaders, splits, speech synthesis, WAV reading, the tokenizer."""
+"""The bundled tasks: records, loaders, splits, speech synthesis, WAV reading, the tokenizer."""
 
 import io
 import wave
@@ -9,21 +9,22 @@ import pytest
 import tensorflow as tf
 
 import keras_multimodel as kmm
-from keras_multimodel.data import DataError, paper, speech
-from keras_multimodel.data.tokenizer import END_ID
+from keras_multimodel.data import DataError, bundled, speech
+from keras_multimodel.data.bundled import classify_image, sources
+from keras_multimodel.tokenization import END_ID
 
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    return kmm.data.train_tokenizer(paper.training_texts(), 4000)
+    return kmm.data.train_tokenizer(bundled.training_texts(), 4000)
 
 
-@pytest.mark.parametrize("task", [t for t in paper.TASKS if t != "transcribe_speech"])
+@pytest.mark.parametrize("task", [t for t in bundled.PAPER_TASKS if t != "transcribe_speech"])
 def test_splits_are_fixed_and_disjoint(task):
-    splits = {split: paper.load_examples(task, split) for split in paper.SPLITS}
+    splits = {split: bundled.load_examples(task, split) for split in bundled.SPLITS}
     for split, (inputs, targets) in splits.items():
         assert len(inputs) == len(targets) > 50, split
-    again = paper.load_examples(task, "test")
+    again = bundled.load_examples(task, "test")
     np.testing.assert_array_equal(np.asarray(again[1]), np.asarray(splits["test"][1]))
     if task in ("translate_en_es", "translate_es_en", "parse_en"):
         train = set(splits["train"][0])
@@ -31,16 +32,16 @@ def test_splits_are_fixed_and_disjoint(task):
 
 
 def test_raw_formats():
-    images, labels = paper.load_examples("classify_image", "train")
+    images, labels = bundled.load_examples("classify_image", "train")
     assert images.shape == (5000, 28, 28, 1) and images.dtype == np.uint8
     assert set(np.unique(labels)) == set(range(10))
-    glyphs, captions = paper.load_examples("caption_image", "train")
+    glyphs, captions = bundled.load_examples("caption_image", "train")
     assert glyphs.shape[1:] == (32, 32, 3) and glyphs.std() > 20  # real pictures
     assert "grinning face" in captions
-    english, spanish = paper.load_examples("translate_en_es", "train")
+    english, spanish = bundled.load_examples("translate_en_es", "train")
     assert english[0].startswith("In the beginning") and "Dios" in spanish[0]
-    assert paper.load_examples("translate_es_en", "train")[0][0] == spanish[0]
-    sentences, parses = paper.load_examples("parse_en", "train")
+    assert bundled.load_examples("translate_es_en", "train")[0][0] == spanish[0]
+    sentences, parses = bundled.load_examples("parse_en", "train")
     for sentence, parse in zip(sentences[:200], parses[:200], strict=True):
         assert len(parse.split()) == 2 * len(sentence.split())  # a pair per token
         assert parse.split()[1::2].count("0") == 1  # one root
@@ -48,23 +49,23 @@ def test_raw_formats():
 
 def test_bad_arguments_are_one_line_errors():
     with pytest.raises(DataError, match="unknown task 'mnist'.*classify_image"):
-        paper.load_examples("mnist", "train")
+        bundled.load_examples("mnist", "train")
     with pytest.raises(DataError, match="unknown split 'dev'"):
-        paper.load_examples("parse_en", "dev")
+        bundled.load_examples("parse_en", "dev")
     with pytest.raises(DataError, match="unknown data_size"):
-        paper.load_examples("parse_en", "train", "huge")
+        bundled.load_examples("parse_en", "train", "huge")
     with pytest.raises(DataError, match="pass the shared `tokenizer`"):
-        paper.load("parse_en", "test")
+        bundled.load("parse_en", "test")
 
 
 def test_speech_is_synthesised_and_cached():
-    waves, texts = paper.load_examples("transcribe_speech", "validation")
+    waves, texts = bundled.load_examples("transcribe_speech", "validation")
     assert len(waves) == len(texts) >= 95  # utterances over 6 s are left out, by rule
     lengths = [len(w) / speech.SAMPLE_RATE for w in waves]
     assert 0.5 < np.median(lengths) < 6.0 and max(lengths) <= 6.0
-    assert all(t == paper.transcript(t) for t in texts)  # lower-case words
+    assert all(t == sources.transcript(t) for t in texts)  # lower-case words
     assert all(np.abs(w).max() > 0.05 for w in waves)  # not silence
-    again, _ = paper.load_examples("transcribe_speech", "validation")
+    again, _ = bundled.load_examples("transcribe_speech", "validation")
     np.testing.assert_array_equal(again[3], waves[3])
 
 
@@ -75,7 +76,7 @@ def test_voices_vary():
 
 
 def test_real_recordings():
-    waves, texts = paper.load_examples("transcribe_speech", "real")
+    waves, texts = bundled.load_examples("transcribe_speech", "real")
     assert len(waves) == 10 and "he was not an ill disposed young man" in texts
 
 
@@ -113,26 +114,26 @@ def test_read_wav_errors(tmp_path):
 
 def test_tokenizer_round_trip(tokenizer):
     texts = ["Y dijo Dios: Sea la luz: y fué la luz.", "det +1 nsubj +1 root 0 punct -2"]
-    rows = kmm.data.encode(tokenizer, texts)
+    rows = kmm.data.texts_to_ids(tokenizer, texts)
     assert all(row[-1] == END_ID and END_ID not in row[:-1] for row in rows)
-    assert kmm.data.decode(tokenizer, rows) == texts  # SentencePiece is lossless
+    assert kmm.data.ids_to_texts(tokenizer, rows) == texts  # SentencePiece is lossless
     padded = np.zeros((2, 40), "int32")
     for i, row in enumerate(rows):
         padded[i, : len(row)] = row
-    assert kmm.data.decode(tokenizer, padded) == texts
+    assert kmm.data.ids_to_texts(tokenizer, padded) == texts
 
 
 def test_tokenizer_is_shared_and_deterministic(tokenizer):
-    again = kmm.data.train_tokenizer(paper.training_texts(), 4000)
+    again = kmm.data.train_tokenizer(bundled.training_texts(), 4000)
     assert again.proto == tokenizer.proto
     assert tokenizer.vocabulary_size() == 4000
     with pytest.raises(ValueError, match="`texts` is empty"):
         kmm.data.train_tokenizer([], 100)
 
 
-@pytest.mark.parametrize("task", paper.TASKS)
+@pytest.mark.parametrize("task", bundled.PAPER_TASKS)
 def test_load_gives_model_ready_examples(task, tokenizer):
-    dataset = paper.load(task, "validation", tokenizer)
+    dataset = bundled.load(task, "validation", tokenizer)
     inputs, targets = next(iter(dataset))
     if task == "classify_image":
         assert inputs.dtype == tf.uint8 and targets.shape == ()
@@ -141,7 +142,7 @@ def test_load_gives_model_ready_examples(task, tokenizer):
     if task == "transcribe_speech":
         assert int(inputs["length"]) == inputs["waveform"].shape[0]
     count = int(dataset.cardinality())
-    assert count == len(paper.load_examples(task, "validation")[0])
+    assert count == len(bundled.load_examples(task, "validation")[0])
 
 
 def test_paper_tasks_train_together(tokenizer):
@@ -149,15 +150,15 @@ def test_paper_tasks_train_together(tokenizer):
     tasks = kmm.data.make_tasks(tokenizer)
     model = kmm.MultiModel(tasks, "tiny", tokenizer=tokenizer)
     assert len(model.groups) == 4 and len(model.groups["text_to_text"]) == 3
-    sets = {task: paper.load(task, "validation", tokenizer) for task in paper.TASKS}
+    sets = {task: bundled.load(task, "validation", tokenizer) for task in bundled.PAPER_TASKS}
     data = kmm.data.mixture(sets, 12, model, num_buckets=1, seed=0)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     logs = model.fit(data, steps_per_epoch=2, epochs=1, verbose=0).history
-    assert all(np.isfinite(logs[f"{task}_loss"][0]) for task in paper.TASKS)
+    assert all(np.isfinite(logs[f"{task}_loss"][0]) for task in bundled.PAPER_TASKS)
     text = model.generate("translate_es_en", ["En el principio"], max_length=4)
     assert isinstance(text, list) and isinstance(text[0], str)
     ids = model.generate("translate_es_en", ["En el principio"], max_length=4, detokenize=False)
-    assert kmm.data.decode(tokenizer, ids) == text
+    assert kmm.data.ids_to_texts(tokenizer, ids) == text
 
 
 def test_tokenizer_is_saved_with_the_model(tokenizer, tmp_path):
@@ -179,12 +180,12 @@ def test_make_tasks_errors(tokenizer):
 
 
 def test_full_size_data():
-    english, _ = paper.load_examples("translate_en_es", "train", "full")
-    assert len(english) > 3 * len(paper.load_examples("translate_en_es", "train")[0])
-    if paper.DEBIAN_FASHION_MNIST.is_dir():
-        images, labels = paper.load_examples("classify_image", "train", "full")
+    english, _ = bundled.load_examples("translate_en_es", "train", "full")
+    assert len(english) > 3 * len(bundled.load_examples("translate_en_es", "train")[0])
+    if classify_image.DEBIAN_FASHION_MNIST.is_dir():
+        images, labels = bundled.load_examples("classify_image", "train", "full")
         assert len(images) == 60000 - 500  # the bundled validation images are held out
         assert images.shape[1:] == (28, 28, 1) and len(labels) == len(images)
     else:
         with pytest.raises(DataError, match="apt-get install dataset-fashion-mnist"):
-            paper.load_examples("classify_image", "train", "full")
+            bundled.load_examples("classify_image", "train", "full")

@@ -1,0 +1,179 @@
+"""Keras callbacks for long multi-task runs."""
+
+import json
+import math
+import os
+import pathlib
+import shutil
+import tempfile
+
+import keras
+
+from keras_multimodel.errors import DataError, InputError
+
+
+class StopAtStep(keras.callbacks.Callback):
+    """Stops `fit` once the optimizer has taken `steps` steps in all.
+
+    `fit` counts whole epochs; this ends the last one early, so a run of
+    `steps` steps trains exactly that many, also when `steps` is not a multiple of
+    `steps_per_epoch`, and also after resuming from a backup (the optimizer's step
+    count is part of it).
+
+    Example:
+    >>> stop = StopAtStep(30)  # model.fit(..., epochs=2, steps_per_epoch=20, callbacks=[stop])
+    """
+
+    def __init__(self, steps):
+        super().__init__()
+        self.steps = int(steps)
+
+    def _check(self):
+        if int(self.model.optimizer.iterations) >= self.steps:
+            self.model.stop_training = True
+
+    def on_train_begin(self, logs=None):
+        self._check()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._check()
+
+
+class AtomicBackupAndRestore(keras.callbacks.Callback):
+    """Backs up the training state after every epoch, atomically, and restores it.
+
+    Like `keras.callbacks.BackupAndRestore`, but a process killed at any moment
+    (even while a backup is being written) leaves a run that resumes: each backup
+    (weights with the optimizer state, and the epoch) is written into a
+    temporary folder and renamed into place only when complete, and the
+    previous backups stay until then. `keep` backups are kept; on restart the
+    newest one that loads is used, and falling back to an older one is said.
+
+    Layout: `backup_dir/epoch-000012/{model.weights.h5, state.json}`, where 12
+    is the number of finished epochs.
+
+    Args:
+        backup_dir: folder of the backups (created if needed).
+        keep: how many of the latest backups to keep (at least 1).
+        delete_on_finish: delete `backup_dir` when `fit` returns (False: the caller
+            deletes it once the trained model is safely saved).
+
+    Example:
+    >>> backup = AtomicBackupAndRestore("/tmp/run/backup")  # fit(..., callbacks=[backup])
+    """
+
+    def __init__(self, backup_dir, keep=2, delete_on_finish=True):
+        super().__init__()
+        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+            raise InputError(f"AtomicBackupAndRestore: `keep` must be an int >= 1; got {keep!r}")
+        self.backup_dir = pathlib.Path(backup_dir)
+        self.keep = keep
+        self.delete_on_finish = delete_on_finish
+
+    def backups(self):
+        """The complete backups, newest first."""
+        if not self.backup_dir.is_dir():
+            return []
+        return sorted(self.backup_dir.glob("epoch-[0-9]*"), reverse=True)
+
+    def latest_epoch(self):
+        """The epoch of the newest backup whose state reads back; 0 without one."""
+        for backup in self.backups():
+            try:
+                return int(json.loads((backup / STATE_FILE).read_text())["epoch"])
+            except (OSError, ValueError, KeyError):
+                continue
+        return 0
+
+    def on_train_begin(self, logs=None):
+        for leftover in self.backup_dir.glob(".tmp-*"):  # a backup a killed run did not finish
+            shutil.rmtree(leftover, ignore_errors=True)
+        failures = []
+        for backup in self.backups():
+            try:
+                self._restore(backup)
+            except (OSError, ValueError, KeyError) as error:  # unreadable: try an older one
+                failures.append(f"{backup.name} ({type(error).__name__}: {error})")
+                continue
+            if failures:
+                print(
+                    f"Backup {', '.join(failures)} could not be read; resumed from the older "
+                    f"backup {backup.name} instead."
+                )
+            return
+        if failures:
+            raise DataError(
+                f"no backup in {self.backup_dir} can be read ({'; '.join(failures)}); delete "
+                "the folder to train from the start"
+            )
+
+    def _restore(self, backup):
+        state = json.loads((backup / STATE_FILE).read_text())
+        optimizer = self.model.optimizer
+        if optimizer is not None and not optimizer.built:
+            optimizer.build(self.model.trainable_variables)
+        self.model.load_weights(backup / WEIGHTS_FILE)
+        self.model._initial_epoch = int(state["epoch"])
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.backup_dir.mkdir(parents=True, exist_ok=True)
+        final = self.backup_dir / f"epoch-{epoch + 1:06d}"
+        staging = pathlib.Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.backup_dir))
+        self.model.save_weights(staging / WEIGHTS_FILE)
+        state = {"epoch": epoch + 1, "steps": int(self.model.optimizer.iterations)}
+        (staging / STATE_FILE).write_text(json.dumps(state) + "\n")
+        _sync(staging)
+        if final.exists():  # a backup of this epoch from an earlier, killed attempt
+            shutil.rmtree(final)
+        os.rename(staging, final)  # atomic: the backup appears complete or not at all
+        for old in self.backups()[self.keep :]:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def on_train_end(self, logs=None):
+        if self.delete_on_finish:
+            shutil.rmtree(self.backup_dir, ignore_errors=True)
+
+
+WEIGHTS_FILE = "model.weights.h5"
+STATE_FILE = "state.json"
+
+
+def _sync(folder):
+    """Flushes a folder's files to disk before it is renamed into place."""
+    for path in folder.iterdir():
+        with open(path, "rb") as f:
+            os.fsync(f.fileno())
+
+
+class TrainingDiverged(DataError):
+    """The loss became NaN or infinite; training stopped before saving anything."""
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stops `fit` at the first step whose loss is NaN or infinite, with a clear error.
+
+    `keras.callbacks.TerminateOnNaN` stops quietly and `fit` returns as if it had
+    finished, so a script would go on to save a broken model. This raises
+    `TrainingDiverged` instead, naming the step and every task whose loss (a
+    `{task}_loss` log) went bad; nothing after `fit` runs.
+
+    Example:
+    >>> stop = StopOnNonFiniteLoss()  # model.fit(..., callbacks=[stop])
+    """
+
+    def on_train_batch_end(self, batch, logs=None):
+        logs = logs or {}
+        if "loss" not in logs or math.isfinite(float(logs["loss"])):
+            return
+        bad = [
+            f"{key[: -len('_loss')]} ({float(value)})"
+            for key, value in logs.items()
+            if key.endswith("_loss") and not math.isfinite(float(value))
+        ]
+        step = int(self.model.optimizer.iterations)
+        raise TrainingDiverged(
+            f"training stopped at step {step}: the loss became {float(logs['loss'])}"
+            + (f" (tasks: {', '.join(bad)})" if bad else "")
+            + ". Lower the learning rate, or check the data: target ids outside their "
+            "modality's range give a NaN loss on JAX."
+        )

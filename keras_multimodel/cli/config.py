@@ -1,0 +1,102 @@
+"""The settings of each command, with their defaults: the one source the flags,
+the Python functions and the README read.
+"""
+
+import dataclasses
+import math
+
+from keras_multimodel.data import bundled
+from keras_multimodel.data.mixture import STRATEGIES
+from keras_multimodel.errors import InputError
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """One `train` run. Each field is also a command-line flag of the same name.
+
+    Attributes:
+        tasks: bundled tasks to train on.
+        preset: model preset (`keras_multimodel.models.PRESETS`).
+        train_steps: optimizer steps in all; the learning-rate schedule ends there.
+        steps_per_epoch: steps between backups, validation and log lines.
+        batch_size: examples per step, over all tasks.
+        data_size: bundled data size, "small" or "full".
+        mixing: how tasks share a batch: "uniform", "proportional", "temperature".
+        vocabulary_size: pieces of the shared SentencePiece vocabulary (at most: fewer
+            when the tasks' texts support fewer).
+        num_buckets: padded lengths per variable-length input (compiled programs).
+        validation_steps: validation batches after every epoch.
+        learning_rate: peak learning rate (Adam, warm-up then cosine decay).
+        seed: random seed of initialisation and data order.
+    """
+
+    tasks: tuple = bundled.PAPER_TASKS
+    preset: str = "tiny"
+    train_steps: int = 1800
+    steps_per_epoch: int = 150
+    batch_size: int = 48
+    data_size: str = "small"
+    mixing: str = "uniform"
+    vocabulary_size: int = 4000
+    num_buckets: int = 2
+    validation_steps: int = 4
+    learning_rate: float = 2e-3
+    seed: int = 0
+
+    @property
+    def epochs(self):
+        return math.ceil(self.train_steps / self.steps_per_epoch)
+
+    def validate(self):
+        """Checks every setting before anything is written; returns the task list."""
+        for name in ("train_steps", "steps_per_epoch", "batch_size", "vocabulary_size",
+                     "num_buckets", "validation_steps"):  # fmt: skip
+            check_positive(name, getattr(self, name))
+        if not isinstance(self.learning_rate, (int, float)) or not self.learning_rate > 0:
+            raise InputError(f"--learning_rate must be > 0; received {self.learning_rate!r}")
+        if self.seed < 0:
+            raise InputError(f"--seed must be >= 0; received {self.seed}")
+        if self.mixing not in STRATEGIES:
+            raise InputError(f"--mixing must be one of {', '.join(STRATEGIES)}")
+        if not self.tasks:
+            known = ", ".join(bundled.names())
+            raise InputError(f"--tasks is empty; the bundled tasks are {known}")
+        bundled.check_data_size(self.data_size)
+        from keras_multimodel.modalities import Text
+        from keras_multimodel.models import BodyConfig
+        from keras_multimodel.task import TaskPlan
+        from keras_multimodel.tokenization import END_ID
+
+        BodyConfig.from_preset(self.preset)
+        text = Text(self.vocabulary_size, bundled.TEXT_MAX_LENGTH[self.data_size], END_ID)
+        records = [bundled.get(name) for name in self.tasks]
+        groups = TaskPlan([record.make_task(text) for record in records]).groups
+        if self.batch_size < len(groups):
+            raise InputError(
+                f"--batch_size {self.batch_size} is smaller than the number of task groups "
+                f"({len(groups)}: {', '.join(groups)}); each step needs one example per "
+                f"group, so use at least --batch_size {len(groups)}"
+            )
+        return records
+
+    def to_dict(self):
+        return {**dataclasses.asdict(self), "tasks": list(self.tasks)}
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoConfig:
+    """The `demo` command: the three layers learn to sort digits."""
+
+    steps_per_epoch: int = 200
+    epochs: int = 3
+    batch_size: int = 64
+
+    def validate(self):
+        for field in dataclasses.fields(self):
+            check_positive(field.name, getattr(self, field.name))
+
+
+def check_positive(flag, value):
+    """A one-line error naming the flag unless `value` is an int >= 1."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InputError(f"--{flag} must be a positive integer; received {value!r}")

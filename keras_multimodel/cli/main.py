@@ -1,0 +1,145 @@
+"""The command line's flags and dispatch: `python -m keras_multimodel <command>`.
+
+Flag defaults come from the commands' config dataclasses (`cli/config.py`). Errors
+the package raises for bad input (`keras_multimodel.errors.InputError`) print as
+one `error: ...` line; anything else is a bug and keeps its traceback.
+"""
+
+import dataclasses
+import sys
+
+from absl import app, flags
+
+from keras_multimodel.cli.config import DemoConfig, TrainConfig
+from keras_multimodel.data.bundled import DATA_SIZES
+from keras_multimodel.data.mixture import STRATEGIES
+from keras_multimodel.errors import InputError
+
+COMMANDS = ("train", "evaluate", "predict", "demo")
+FLAGS = flags.FLAGS
+_TRAIN, _DEMO = TrainConfig(), DemoConfig()
+
+
+def _define_flags():
+    flags.DEFINE_string("output_dir", None, "train: the run's directory (resumes if it exists).")
+    flags.DEFINE_string("model_dir", None, "evaluate, predict: a finished train --output_dir.")
+    flags.DEFINE_list("tasks", list(_TRAIN.tasks), "train: bundled tasks to train on.")
+    flags.DEFINE_string("preset", _TRAIN.preset, "train: model preset (tiny, base, paper).")
+    flags.DEFINE_integer("train_steps", _TRAIN.train_steps, "train: optimizer steps in all.")
+    flags.DEFINE_integer(
+        "steps_per_epoch",
+        None,
+        f"Steps per epoch: between backups and log lines (train: {_TRAIN.steps_per_epoch}; "
+        f"demo: {_DEMO.steps_per_epoch}).",
+    )
+    flags.DEFINE_integer(
+        "batch_size",
+        None,
+        f"Examples per step (train: {_TRAIN.batch_size}; demo: {_DEMO.batch_size}).",
+    )
+    flags.DEFINE_enum("data_size", _TRAIN.data_size, list(DATA_SIZES), "train: bundled data size.")
+    flags.DEFINE_enum("mixing", _TRAIN.mixing, list(STRATEGIES), "train: how tasks share a batch.")
+    flags.DEFINE_integer(
+        "vocabulary_size", _TRAIN.vocabulary_size, "train: pieces of the shared vocabulary."
+    )
+    flags.DEFINE_float(
+        "learning_rate", _TRAIN.learning_rate, "train: peak learning rate (Adam, cosine decay)."
+    )
+    flags.DEFINE_integer("seed", _TRAIN.seed, "train: random seed.")
+    flags.DEFINE_integer("max_examples", None, "evaluate: at most this many test examples a task.")
+    flags.DEFINE_bool(
+        "skip_unavailable",
+        False,
+        "evaluate: leave out test sets that cannot be read (the table says which and why) "
+        "instead of failing.",
+    )
+    flags.DEFINE_string("task", None, "predict: the task to run.")
+    flags.DEFINE_string("input", None, "predict: an image or WAV file path, or text.")
+    flags.DEFINE_integer("epochs", _DEMO.epochs, "demo: training epochs.")
+
+
+_define_flags()
+
+
+def _pick(value, default):
+    return default if value is None else value
+
+
+def train_config():
+    """The TrainConfig the flags describe."""
+    return TrainConfig(
+        tasks=tuple(FLAGS.tasks),
+        preset=FLAGS.preset,
+        train_steps=FLAGS.train_steps,
+        steps_per_epoch=_pick(FLAGS.steps_per_epoch, _TRAIN.steps_per_epoch),
+        batch_size=_pick(FLAGS.batch_size, _TRAIN.batch_size),
+        data_size=FLAGS.data_size,
+        mixing=FLAGS.mixing,
+        vocabulary_size=FLAGS.vocabulary_size,
+        learning_rate=FLAGS.learning_rate,
+        seed=FLAGS.seed,
+    )
+
+
+def _run(command):
+    import keras
+
+    print(f"keras {keras.__version__}, backend {keras.backend.backend()}")
+    if command == "train":
+        from keras_multimodel.cli.train import train
+
+        if not FLAGS.output_dir:
+            raise InputError("train needs --output_dir, the run's directory")
+        train(FLAGS.output_dir, train_config())
+    elif command == "evaluate":
+        from keras_multimodel.cli.evaluate import evaluate
+
+        if not FLAGS.model_dir:
+            raise InputError("evaluate needs --model_dir, the --output_dir of a train run")
+        if FLAGS.max_examples is not None and FLAGS.max_examples < 1:
+            raise InputError(
+                f"--max_examples must be a positive integer; received {FLAGS.max_examples}"
+            )
+        evaluate(
+            FLAGS.model_dir,
+            max_examples=FLAGS.max_examples,
+            skip_unavailable=FLAGS.skip_unavailable,
+        )
+    elif command == "predict":
+        from keras_multimodel.cli.predict import predict
+
+        if not FLAGS.model_dir or not FLAGS.task:
+            raise InputError("predict needs --model_dir, --task and --input")
+        print(predict(FLAGS.model_dir, FLAGS.task, FLAGS.input))
+    else:
+        from keras_multimodel import demo
+
+        config = DemoConfig(
+            steps_per_epoch=_pick(FLAGS.steps_per_epoch, _DEMO.steps_per_epoch),
+            epochs=FLAGS.epochs,
+            batch_size=_pick(FLAGS.batch_size, _DEMO.batch_size),
+        )
+        config.validate()
+        result = demo.run(**dataclasses.asdict(config), output_dir=FLAGS.output_dir)
+        print(
+            f"digit sorting, per-digit test accuracy: {result['accuracy']:.3f} "
+            f"(majority-per-position baseline {result['baseline_accuracy']:.3f}); "
+            f"trained in {result['seconds']:.0f} s"
+        )
+
+
+def main(argv):
+    if len(argv) != 2 or argv[1] not in COMMANDS:
+        given = " ".join(argv[1:]) or "nothing"
+        sys.exit(
+            f"usage: python -m keras_multimodel {{{','.join(COMMANDS)}}} [--flags]; "
+            f"received {given}. See --helpfull for the flags."
+        )
+    try:
+        _run(argv[1])
+    except InputError as error:  # bad input: one line; anything else keeps its traceback
+        sys.exit(f"error: {error}")
+
+
+def run():
+    app.run(main)

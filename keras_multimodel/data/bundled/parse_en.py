@@ -1,0 +1,40 @@
+"""parse_en: English sentence -> linearised dependency parse.
+
+Silver parses (spaCy `en_core_web_sm`, MIT) of World English Bible sentences, one
+"label offset" pair per token, e.g. "The earth was formless ." -> "det +1 nsubj +1
+root 0 acomp -1 punct -2". "small": sentences of at most 12 tokens (10.1k training,
+318 validation, 336 test); "full": up to 20.
+"""
+
+from keras_multimodel import evaluation
+from keras_multimodel.data.bundled import sources
+from keras_multimodel.data.bundled.formats import TextFormat
+from keras_multimodel.data.bundled.record import Baseline, BundledTask, Metric, register
+
+
+def examples(split, data_size):
+    rows = sources.parse_rows(split, data_size)
+    return [r[0] for r in rows], [r[1] for r in rows]
+
+
+def majority_parser(train_sentences, train_parses):
+    """Every token gets the most common training (label, offset)."""
+    parser = evaluation.majority_parser(train_parses)
+    return lambda sentences: [parser(sentence) for sentence in sentences]
+
+
+RECORD = register(
+    BundledTask(
+        name="parse_en",
+        description="English sentence -> linearised dependency parse",
+        inputs=TextFormat(),
+        targets=TextFormat(),
+        examples=examples,
+        metrics=(
+            Metric("LAS", lambda refs, outs: evaluation.attachment_scores(refs, outs)[1]),
+            Metric("UAS", lambda refs, outs: evaluation.attachment_scores(refs, outs)[0]),
+            Metric("exact match", evaluation.exact_match),
+        ),
+        baselines=(Baseline("majority label+head", majority_parser),),
+    )
+)

@@ -1,0 +1,42 @@
+"""translate_en_es and translate_es_en: Bible verses, English <-> Spanish.
+
+World English Bible and Reina-Valera 1909 (both public domain), verse-aligned from
+Debian's SWORD modules. "small": pairs of at most 16 English and 20 Spanish words
+(7.8k training, 170 validation, 170 test); "full": up to 60 and 70 words.
+"""
+
+from keras_multimodel import evaluation
+from keras_multimodel.data.bundled import sources
+from keras_multimodel.data.bundled.formats import TextFormat
+from keras_multimodel.data.bundled.record import Baseline, BundledTask, Metric, register
+
+
+def _examples(source, target):
+    def examples(split, data_size):
+        pairs = sources.bible_pairs(split, data_size)
+        return [p[source] for p in pairs], [p[target] for p in pairs]
+
+    return examples
+
+
+def copy_the_input(train_inputs, train_targets):
+    """The trivial translator: the input itself."""
+    return lambda inputs: list(inputs)
+
+
+def _record(name, description, source, target):
+    return register(
+        BundledTask(
+            name=name,
+            description=description,
+            inputs=TextFormat(),
+            targets=TextFormat(),
+            examples=_examples(source, target),
+            metrics=(Metric("BLEU", evaluation.bleu),),
+            baselines=(Baseline("copy the input", copy_the_input),),
+        )
+    )
+
+
+ENGLISH_TO_SPANISH = _record("translate_en_es", "English verse -> Spanish", 0, 1)
+SPANISH_TO_ENGLISH = _record("translate_es_en", "Spanish verse -> English", 1, 0)
