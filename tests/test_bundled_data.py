@@ -159,6 +159,8 @@ def test_paper_tasks_train_together(tokenizer):
     assert isinstance(text, list) and isinstance(text[0], str)
     ids = model.generate("translate_es_en", ["En el principio"], max_length=4, detokenize=False)
     assert kmm.data.ids_to_texts(tokenizer, ids) == text
+    with pytest.raises(ValueError, match="row 1 has no tokens.*whitespace-only"):
+        model.generate("translate_es_en", ["En el principio", "   "])
 
 
 def test_tokenizer_is_saved_with_the_model(tokenizer, tmp_path):

@@ -25,7 +25,7 @@ from keras_multimodel.cli.train import train
 from keras_multimodel.data import DataError
 from keras_multimodel.data.bundled import formats
 from keras_multimodel.errors import InputError
-from keras_multimodel.modalities import ClassLabel, Image, Text
+from keras_multimodel.modalities import Audio, ClassLabel, Image, Text
 
 
 def _run(*args, code=None, timeout=600):
@@ -248,6 +248,19 @@ def test_non_finite_pixels_are_refused(label_model, bad):
     images[1, 3, 4, 0] = bad
     with pytest.raises(InputError, match=r"pixels must be finite numbers; entry \(1, 3, 4, 0\)"):
         label_model.generate("label", images)
+
+
+def test_non_finite_audio_is_refused():
+    text = Text(vocab_size=12, max_length=8)
+    model = kmm.MultiModel(
+        [kmm.Task("listen", Audio(num_mel_bins=8, max_length=800), text)],
+        hidden_size=16,
+        num_experts=2,
+    )
+    waveform = np.zeros((1, 400), "float32")
+    waveform[0, 7] = np.nan
+    with pytest.raises(InputError, match=r"audio samples must be finite.*\(0, 7\) is nan"):
+        model.generate("listen", waveform)
 
 
 def test_an_empty_batch_and_an_empty_text_are_refused(label_model):
