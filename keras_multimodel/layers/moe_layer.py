@@ -264,8 +264,8 @@ class MoELayer(keras.layers.Layer):
         input_shape = ops.shape(x)
         tokens = ops.reshape(x, (-1, input_shape[-1]))  # (N, d)
         valid = self._valid(tokens, mask)
-        num_tokens = tokens.shape[0]
-        if num_tokens is not None and num_tokens * self.top_k < self.num_experts:
+        num_tokens = tokens.shape[0]  # an int, None, or a symbolic dimension (export)
+        if isinstance(num_tokens, int) and num_tokens * self.top_k < self.num_experts:
             # Few tokens (one decoding step): fetch only the chosen experts' weights
             # instead of running every expert's N slots.
             mixture = self._mixture_of_chosen_experts(tokens, self._route(tokens, valid, False))

@@ -9,6 +9,7 @@ gating, importance and load losses); Lepikhin et al., 2020, "GShard" (capacity a
 position-in-expert by cumulative count).
 """
 
+import fractions
 import math
 from typing import NamedTuple
 
@@ -129,16 +130,25 @@ def expert_capacity(num_tokens, num_experts, top_k, capacity_factor):
     """Slots per expert: `ceil(capacity_factor * k * N / E)`, at most N.
 
     `capacity_factor=None` means no drops: every expert can take every token.
-    `num_tokens` may be a Python int or (TensorFlow graph, unknown shape) a tensor.
+    `num_tokens` may be a Python int, a symbolic dimension (JAX shape
+    polymorphism, as in a SavedModel export with an unknown batch size) or a
+    scalar tensor (a TensorFlow graph with an unknown shape): the ceiling is taken
+    in integer arithmetic, `(N * a + b - 1) // b` with `a / b = cf * k / E`, which
+    all three support (a symbolic dimension cannot become a float).
+
+    >>> expert_capacity(10, num_experts=4, top_k=2, capacity_factor=1.25)
+    7
     """
     if capacity_factor is None:
         return num_tokens
-    if isinstance(num_tokens, int):
-        return max(
-            1, min(num_tokens, math.ceil(capacity_factor * top_k * num_tokens / num_experts))
-        )
-    capacity = ops.ceil(capacity_factor * top_k * ops.cast(num_tokens, "float32") / num_experts)
-    return ops.minimum(ops.maximum(ops.cast(capacity, "int32"), 1), num_tokens)
+    slots_per_token = fractions.Fraction(capacity_factor * top_k / num_experts)
+    slots_per_token = slots_per_token.limit_denominator(10_000)
+    if slots_per_token >= 1:
+        return num_tokens  # room for every token in every expert
+    a, b = slots_per_token.numerator, slots_per_token.denominator
+    if hasattr(num_tokens, "dtype"):  # a tensor: int64, so N * a cannot overflow
+        return ops.cast((ops.cast(num_tokens, "int64") * a + b - 1) // b, "int32")
+    return (num_tokens * a + b - 1) // b  # in [1, N] for N >= 1
 
 
 def dispatch(experts, valid, num_experts, capacity):

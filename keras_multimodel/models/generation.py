@@ -1,5 +1,7 @@
 """`MultiModel.generate`: cached greedy and beam decoding with keras-hub samplers."""
 
+from typing import NamedTuple
+
 import keras
 import keras_hub
 import numpy as np
@@ -56,6 +58,14 @@ def _clear_after_end(tokens, end_token_id):
     """Zeroes the end token and everything after it: `(B, L)` ids, 0 = padding."""
     ended = ops.cumsum(ops.cast(ops.equal(tokens, end_token_id), "int32"), axis=1) > 0
     return ops.where(ended, ops.zeros_like(tokens), tokens)
+
+
+class Decoding(NamedTuple):
+    """A task's decoding function, the variables it updates, and its compile key."""
+
+    function: object
+    state: tuple
+    key: tuple
 
 
 class GenerationMixin:
@@ -115,19 +125,52 @@ class GenerationMixin:
             )
             return ids_to_texts(self.tokenizer, tokens)
         inputs = input_net.check_inputs(inputs, task.name)
-        batch = int(ops.shape(keras.tree.flatten(inputs)[0])[0])
-        if batch == 0:
+        if int(ops.shape(keras.tree.flatten(inputs)[0])[0]) == 0:
             raise InputError(
                 f"generate({task.name!r}): the batch is empty; give at least one input."
             )
-        command = np.full((batch,), self.plan.command_index[task.name], "int32")
+        decoding = self.decoding_function(task.name, max_length, sampler, use_cache, stop_at_end)
+        if decoding.key not in self._generate_functions:
+            self._generate_functions[decoding.key] = _compile(
+                self, decoding.function, state=decoding.state
+            )
+        command = np.asarray(self.plan.command_index[task.name], "int32")
+        outputs = self._generate_functions[decoding.key](inputs, command)
+        name = "token_ids" if target_net.is_sequence else "class_id"
+        return np.asarray(ops.convert_to_numpy(outputs[name]))
+
+    def decoding_function(
+        self, task, max_length=None, sampler="greedy", use_cache=True, stop_at_end=True
+    ):
+        """The numeric decoding of `task` as one function of raw input tensors.
+
+        `generate` compiles it; `export` converts it. It is pure `keras.ops` and
+        shape-polymorphic in the batch (no Python int is taken of a symbolic
+        dimension), so it traces with an unknown batch size on every backend.
+
+        Args: as `generate`.
+
+        Returns:
+            A `Decoding`: `function(inputs, command)` (`command`: the int32 scalar
+            command-token index of the task), returning `{"class_id" (B,),
+            "probability" (B,)}` for label targets and `{"token_ids" (B,
+            max_length)}` for sequence targets; `state`, the variables it updates
+            (a random sampler's seed); `key`, what identifies its compiled program.
+        """
+        task = self.plan.task(task)
+        input_net, target_net = self.nets_of(task.name)
+        group = self.plan.group[task.name]
         if not target_net.is_sequence:
-            key = (self.plan.group[task.name], "label")
-            if key not in self._generate_functions:
-                self._generate_functions[key] = _compile(
-                    self, lambda x, c: self._classify(input_net, target_net, x, c)
-                )
-            return np.asarray(ops.convert_to_numpy(self._generate_functions[key](inputs, command)))
+
+            def classify(inputs, command):
+                logits = self._label_logits(input_net, target_net, inputs, command)
+                probabilities = ops.softmax(logits, axis=-1)  # (B, classes)
+                return {
+                    "class_id": ops.cast(ops.argmax(logits, axis=-1), "int32"),
+                    "probability": ops.max(probabilities, axis=-1),
+                }
+
+            return Decoding(classify, (), (group, "label"))
         limit = target_net.max_length
         max_length = limit if max_length is None else max_length
         if (
@@ -154,20 +197,19 @@ class GenerationMixin:
                 f"received {sampler!r}."
             )
         end = target_net.end_token_id if stop_at_end else None
-        key = (self.plan.group[task.name], sampler_key, bool(use_cache), end)
-        if key not in self._generate_functions:
-            self._generate_functions[key] = _compile(
-                self,
-                lambda x, c, p: self._decode_sequences(
-                    input_net, target_net, x, c, p, sampler, use_cache, end
-                ),
-                state=sampler.variables,
+
+        def decode(inputs, command):
+            batch = ops.shape(keras.tree.flatten(inputs)[0])[0]  # may be symbolic
+            prompt = ops.zeros((batch, max_length), "int32")
+            tokens = self._decode_sequences(
+                input_net, target_net, inputs, command, prompt, sampler, use_cache, end
             )
-        prompt = np.zeros((batch, max_length), "int32")
-        tokens = self._generate_functions[key](inputs, command, prompt)
-        if end is not None:
-            tokens = _clear_after_end(tokens, end)
-        return np.asarray(ops.convert_to_numpy(tokens))
+            if end is not None:
+                tokens = _clear_after_end(tokens, end)
+            return {"token_ids": tokens}
+
+        key = (group, sampler_key, bool(use_cache), end, max_length)
+        return Decoding(decode, tuple(sampler.variables), key)
 
     def _tokenize_inputs(self, task_name, input_net, inputs):
         """Strings -> padded token ids for text inputs, when the model has a tokenizer."""
@@ -185,11 +227,17 @@ class GenerationMixin:
             raise InputError(f"Task {task_name!r}: mix of strings and other inputs: {inputs!r}.")
         return pad_rows(texts_to_ids(self.tokenizer, inputs, add_end=False))
 
-    def _classify(self, input_net, target_net, inputs, command):
+    def _commands(self, inputs, command):
+        """The command token's embedding for every example: `(B, 1, d)`."""
+        batch = ops.shape(keras.tree.flatten(inputs)[0])[0]
+        commands = ops.full((batch,), command, dtype="int32")  # (B,)
+        return self.command_embedding(commands)[:, None, :]
+
+    def _label_logits(self, input_net, target_net, inputs, command):
         encoded, encoded_mask = self.encode(input_net, inputs, training=False)
-        shifted = self.shifted_targets(target_net, None, command)  # (B, 1, d)
+        shifted = self._commands(inputs, command)  # (B, 1, d)
         decoded = self.decode(shifted, encoded, None, encoded_mask, training=False, decoding=True)
-        return ops.cast(ops.argmax(target_net.top(decoded)[:, 0], axis=-1), "int32")
+        return ops.cast(target_net.top(decoded)[:, 0], "float32")  # (B, classes)
 
     def _decode_sequences(
         self, input_net, target_net, inputs, command, prompt, sampler, use_cache, end_token_id
@@ -199,7 +247,7 @@ class GenerationMixin:
         state = {
             "encoded": encoded,
             "encoded_mask": encoded_mask,
-            "command": self.command_embedding(command)[:, None, :],  # (B, 1, d)
+            "command": self._commands(inputs, command),  # (B, 1, d)
         }
         if use_cache:
             state["mixer"] = self.mixer.init_cache(encoded)
