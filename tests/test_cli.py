@@ -179,6 +179,40 @@ def _wav(path, seconds):
         f.writeframes(np.zeros(int(16000 * seconds), "<i2").tobytes())
 
 
+def saved_model_cli(*args):
+    command = pathlib.Path(sys.executable).parent / "saved_model_cli"  # TensorFlow's tool
+    return subprocess.run([str(command), *args], capture_output=True, text=True, timeout=600)
+
+
+def test_export_writes_a_saved_model_that_saved_model_cli_describes_and_runs(
+    trained_run, tmp_path
+):
+    run_dir = trained_run[0]
+    export_dir = tmp_path / "saved_model"
+    code, out, err = finish(cli("export", f"--model_dir={run_dir}", f"--export_dir={export_dir}"))
+    assert code == 0, err[-3000:]
+    shown = saved_model_cli("show", "--all", "--dir", str(export_dir))
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    for signature in ("classify_image", "parse_en", "serving_default"):
+        assert f"signature_def['{signature}']" in shown.stdout
+    for name in ("inputs['image'] tensor_info", "dtype: DT_UINT8", "shape: (-1, 28, 28, 1)",
+                 "outputs['class_name']", "inputs['text']", "outputs['token_ids']"):  # fmt: skip
+        assert name in shown.stdout, name
+    images, _ = bundled.load_examples("classify_image", "test")
+    np.save(tmp_path / "images.npy", images[:2])
+    ran = saved_model_cli("run", "--dir", str(export_dir), "--tag_set", "serve",
+                          "--signature_def", "classify_image",
+                          "--inputs", f"image={tmp_path / 'images.npy'}")  # fmt: skip
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    from PIL import Image
+
+    Image.fromarray(images[0, ..., 0]).save(tmp_path / "first.png")
+    expected = predict(run_dir, "classify_image", str(tmp_path / "first.png"))
+    assert expected in ran.stdout  # the same class name as predict
+    code, _, err = finish(cli("export", f"--model_dir={run_dir}", f"--export_dir={export_dir}"))
+    assert code == 1 and "exists; give a new directory" in err and "Traceback" not in err
+
+
 def test_predict_bad_input_gets_one_line_errors(trained_run, tmp_path):
     run_dir = trained_run[0]
     with pytest.raises(DataError, match="unknown task 'translate'; this model has"):

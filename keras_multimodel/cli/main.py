@@ -15,7 +15,7 @@ from keras_multimodel.data.bundled import DATA_SIZES
 from keras_multimodel.data.mixture import STRATEGIES
 from keras_multimodel.errors import InputError
 
-COMMANDS = ("train", "evaluate", "predict", "demo")
+COMMANDS = ("train", "evaluate", "predict", "export", "demo")
 FLAGS = flags.FLAGS
 _TRAIN, _DEMO = TrainConfig(), DemoConfig()
 
@@ -23,7 +23,11 @@ _TRAIN, _DEMO = TrainConfig(), DemoConfig()
 def _define_flags():
     flags.DEFINE_string("output_dir", None, "train: the run's directory (resumes if it exists).")
     flags.DEFINE_string("model_dir", None, "evaluate, predict: a finished train --output_dir.")
-    flags.DEFINE_list("tasks", list(_TRAIN.tasks), "train: bundled tasks to train on.")
+    flags.DEFINE_list(
+        "tasks",
+        list(_TRAIN.tasks),
+        "train: bundled tasks to train on; export: tasks to export (default: all of the model's).",
+    )
     flags.DEFINE_string("preset", _TRAIN.preset, "train: model preset (tiny, base, paper).")
     flags.DEFINE_integer("train_steps", _TRAIN.train_steps, "train: optimizer steps in all.")
     flags.DEFINE_integer(
@@ -54,6 +58,8 @@ def _define_flags():
         "instead of failing.",
     )
     flags.DEFINE_string("task", None, "predict: the task to run.")
+    flags.DEFINE_string("export_dir", None, "export: the SavedModel directory to write.")
+    flags.DEFINE_enum("sampler", "greedy", ["greedy", "beam"], "export: sequence decoding.")
     flags.DEFINE_string("input", None, "predict: an image or WAV file path, or text.")
     flags.DEFINE_integer("epochs", _DEMO.epochs, "demo: training epochs.")
 
@@ -111,6 +117,13 @@ def _run(command):
         if not FLAGS.model_dir or not FLAGS.task:
             raise InputError("predict needs --model_dir, --task and --input")
         print(predict(FLAGS.model_dir, FLAGS.task, FLAGS.input))
+    elif command == "export":
+        from keras_multimodel.cli.export import export
+
+        if not FLAGS.model_dir or not FLAGS.export_dir:
+            raise InputError("export needs --model_dir (a train run) and --export_dir")
+        tasks = FLAGS.tasks if FLAGS["tasks"].present else None
+        export(FLAGS.model_dir, FLAGS.export_dir, tasks, FLAGS.sampler)
     else:
         from keras_multimodel import demo
 

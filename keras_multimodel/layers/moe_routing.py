@@ -69,6 +69,24 @@ def cv_squared(values):
     return ops.var(values) / (ops.square(mean) + 1e-10)
 
 
+def top_k_indices(values, k):
+    """Indices of each row's `k` largest values, largest first: `(N, E)` -> `(N, k)`.
+
+    `k` argmax passes rather than `ops.top_k`: JAX lowers `top_k` to a StableHLO
+    composite op that TensorFlow runtimes a little older than the exporting JAX
+    cannot read (a SavedModel export of the MoE failed to load in TensorFlow 2.21),
+    while argmax is a plain reduction. Ties go to the lower index, as in `top_k`.
+    """
+    num_values = values.shape[-1]
+    chosen = []
+    for _ in range(k):
+        index = ops.argmax(values, axis=-1)  # (N,)
+        chosen.append(index)
+        taken = ops.one_hot(index, num_values, dtype=values.dtype) > 0  # (N, E)
+        values = ops.where(taken, float("-inf"), values)
+    return ops.cast(ops.stack(chosen, axis=-1), "int32")
+
+
 def _normal_cdf(x):
     return 0.5 * (1.0 + ops.erf(x / math.sqrt(2.0)))
 
@@ -100,7 +118,7 @@ def noisy_top_k_routing(clean_logits, noise_logits, valid, top_k, noise=None):
     extra = 1 if top_k < num_experts else 0
     # Indices only from top_k; values through a one-hot product, whose gradient is
     # elementwise (top_k's own gradient is a scatter, slow on CPU and growing with E).
-    _, top_experts = ops.top_k(ops.stop_gradient(logits), top_k + extra)  # (N, k + extra)
+    top_experts = top_k_indices(ops.stop_gradient(logits), top_k + extra)  # (N, k + extra)
     top_one_hot = ops.one_hot(top_experts, num_experts, dtype=logits.dtype)  # (N, k+extra, E)
     top_values = ops.sum(top_one_hot * logits[:, None, :], axis=-1)  # (N, k + extra)
     if top_k > 1:

@@ -204,6 +204,51 @@ class Audio(Modality):
             return
         raise spec_error(task_name, role, expected, spec, fix)
 
+    def serving_spec(self, sentence_piece=None):
+        import tensorflow as tf
+
+        return {
+            "waveform": tf.TensorSpec([None, None], tf.float32, name="waveform"),
+            "length": tf.TensorSpec([None], tf.int32, name="length"),
+        }
+
+    def serving_inputs(self, raw, sentence_piece=None):
+        import tensorflow as tf
+
+        waveform, length = raw["waveform"], raw["length"]
+        samples = tf.shape(waveform)[1]
+        seconds = self.max_length / self.sample_rate
+        checks = [
+            tf.debugging.assert_less_equal(
+                samples,
+                self.max_length,
+                message=f"waveforms of more than {self.max_length} samples ({seconds:g} s at "
+                f"{self.sample_rate} Hz) are longer than this model takes",
+            ),
+            tf.debugging.assert_equal(
+                tf.shape(length)[0], tf.shape(waveform)[0], message="one length per waveform"
+            ),
+            tf.debugging.assert_greater_equal(
+                length, 1, message="an audio length is below 1 sample"
+            ),
+            tf.debugging.assert_less_equal(
+                length, samples, message="an audio length is beyond the end of its waveform"
+            ),
+            tf.debugging.assert_all_finite(waveform, "audio samples must be finite (no NaN/inf)"),
+        ]
+        with tf.control_dependencies(checks):
+            # Padded to `max_length` samples (zeros past `length` are masked), as
+            # `predict` and `evaluate` do: one static length, which a JAX export needs
+            # (its log-mel features are not shape-polymorphic in time).
+            waveform = tf.pad(waveform, [[0, 0], [0, self.max_length - samples]])
+            waveform = tf.ensure_shape(waveform, [None, self.max_length])
+        return {"waveform": waveform, "length": length}, tf.ones(tf.shape(length), tf.bool)
+
+    def serving_example(self, spec):
+        example = super().serving_example(spec)
+        example["length"] = example["length"] + 1  # one sample of silence
+        return example
+
     def max_lengths(self, role):
         return {"waveform": self.max_length, "length": None}
 

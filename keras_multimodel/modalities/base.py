@@ -224,6 +224,48 @@ class Modality(keras.layers.Layer):
         tensor (padded along its first axis), None for fixed-size tensors."""
         return None
 
+    # ----- serving (SavedModel export; TensorFlow only) --------------------------------
+    def serving_spec(self, sentence_piece=None):
+        """The raw serving inputs, `{name: tf.TensorSpec}`, each with a batch axis.
+
+        `sentence_piece` is the model's `tensorflow_text.SentencepieceTokenizer`,
+        or None when the model has no tokenizer.
+        """
+        raise InputError(
+            f"{type(self).__name__} has no serving format: implement `serving_spec`, "
+            "`serving_inputs` and `serving_example` to export a task that takes it."
+        )
+
+    def serving_inputs(self, raw, sentence_piece=None):
+        """Raw serving tensors (a dict like `serving_spec`) -> `(inputs, valid)`.
+
+        `inputs` is what the bottom takes; `valid` `(B,)` bool marks examples with
+        content (an empty text gets an empty output). Values the model cannot
+        take fail with a `tf.errors.InvalidArgumentError` that names the limit.
+        """
+        raise NotImplementedError
+
+    def serving_example(self, spec):
+        """One stand-in example for `spec` (decodes a batch of zero without a
+        zero-sized dimension): zeros, and empty strings."""
+        import tensorflow as tf
+
+        def one(tensor_spec):
+            shape = [1] + [d or 1 for d in tensor_spec.shape[1:]]
+            if tensor_spec.dtype == tf.string:
+                return tf.fill(shape, "")
+            return tf.zeros(shape, tensor_spec.dtype)
+
+        return {name: one(tensor_spec) for name, tensor_spec in spec.items()}
+
+    def serving_outputs(self, outputs, valid, sentence_piece=None, names=None):
+        """Decoded outputs (`MultiModel.decoding_function`'s dict) -> the named
+        serving outputs; examples that are not `valid` get empty outputs."""
+        raise InputError(
+            f"{type(self).__name__} has no serving format: implement `serving_outputs` to "
+            "export a task that predicts it."
+        )
+
     def get_config(self):
         config = super().get_config()
         config.update({"hidden_size": self.hidden_size, "label_smoothing": self.label_smoothing})

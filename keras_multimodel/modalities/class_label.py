@@ -86,6 +86,19 @@ class ClassLabel(Modality):
             return
         raise spec_error(task_name, role, expected, spec, fix)
 
+    def serving_outputs(self, outputs, valid, sentence_piece=None, names=None):
+        import tensorflow as tf
+
+        class_id = tf.where(valid, outputs["class_id"], -1)
+        result = {
+            "class_id": class_id,
+            "probability": tf.where(valid, outputs["probability"], 0.0),
+        }
+        if names is not None:
+            named = tf.gather(tf.constant(list(names)), tf.maximum(class_id, 0))
+            result["class_name"] = tf.where(valid, named, "")
+        return result
+
     def get_config(self):
         config = super().get_config()
         config.update({"num_classes": self.num_classes})

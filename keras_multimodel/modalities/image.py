@@ -159,6 +159,18 @@ class Image(Modality):
             return
         raise spec_error(task_name, role, expected, spec, fix)
 
+    def serving_spec(self, sentence_piece=None):
+        import tensorflow as tf
+
+        shape = [None, None, None, self.channels]
+        return {"image": tf.TensorSpec(shape, tf.uint8, name="image")}
+
+    def serving_inputs(self, raw, sentence_piece=None):
+        import tensorflow as tf
+
+        image = raw["image"]
+        return image, tf.ones(tf.shape(image)[:1], tf.bool)
+
     def get_config(self):
         config = super().get_config()
         config.update({"channels": self.channels, "num_blocks": self.num_blocks})

@@ -15,6 +15,7 @@ from keras_multimodel.modalities.base import (
     spec_error,
     spec_rank,
 )
+from keras_multimodel.tokenization import BOS_ID, UNK_ID
 
 
 def check_token_ids(inputs, task_name, what, vocab_size, max_length, hint=""):
@@ -159,6 +160,56 @@ class Text(Modality):
         else:
             return
         raise spec_error(task_name, role, expected, spec, fix)
+
+    def serving_spec(self, sentence_piece=None):
+        import tensorflow as tf
+
+        if sentence_piece is None:  # no tokenizer: token ids, 0 = padding
+            return {"token_ids": tf.TensorSpec([None, None], tf.int32, name="token_ids")}
+        return {"text": tf.TensorSpec([None], tf.string, name="text")}
+
+    def serving_inputs(self, raw, sentence_piece=None):
+        import tensorflow as tf
+
+        if sentence_piece is None:
+            ids = raw["token_ids"]
+            lengths = tf.reduce_sum(tf.cast(ids != 0, tf.int32), axis=1)
+            checks = [
+                tf.debugging.assert_non_negative(ids, message="token ids must be >= 0"),
+                tf.debugging.assert_less(
+                    ids, self.vocab_size, message=f"token ids must be < {self.vocab_size}"
+                ),
+            ]
+        else:
+            tokens = sentence_piece.tokenize(raw["text"])  # ragged (B, None)
+            lengths = tf.cast(tokens.row_lengths(), tf.int32)
+            ids = tokens.to_tensor()
+            checks = []
+        checks.append(
+            tf.debugging.assert_less_equal(
+                tf.shape(ids)[1],
+                self.max_length,
+                message=f"a text input is longer than {self.max_length} tokens, the most this "
+                "model takes (its Text modality's max_length)",
+            )
+        )
+        width = tf.maximum(tf.shape(ids)[1], 1)  # at least one position
+        ids = tf.pad(ids, [[0, 0], [0, width - tf.shape(ids)[1]]])
+        valid = lengths > 0
+        # An empty text is decoded from one unknown token, and its output is emptied.
+        first = tf.where(valid, ids[:, 0], UNK_ID)
+        with tf.control_dependencies(checks):
+            return tf.concat([first[:, None], ids[:, 1:]], axis=1), valid
+
+    def serving_outputs(self, outputs, valid, sentence_piece=None, names=None):
+        import tensorflow as tf
+
+        ids = tf.where(valid[:, None], outputs["token_ids"], 0)  # (B, T), 0 after the end
+        result = {"token_ids": ids}
+        if sentence_piece is not None:
+            kept = tf.logical_and(ids != 0, ids != BOS_ID)  # as `ids_to_texts`
+            result["text"] = sentence_piece.detokenize(tf.ragged.boolean_mask(ids, kept))
+        return result
 
     def max_lengths(self, role):
         return self.max_length

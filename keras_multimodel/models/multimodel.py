@@ -222,6 +222,48 @@ class MultiModel(GenerationMixin, TrainingMixin, keras.Model):
             self.task_accuracies[index].update_state(correct / safe, sample_weight=weight)
         return self.get_metrics_result()
 
+    # ----- export ------------------------------------------------------------------
+    def export(
+        self,
+        filepath,
+        format="tf_saved_model",
+        verbose=True,
+        tasks=None,
+        sampler="greedy",
+        input_signatures=None,
+        label_names=None,
+    ):
+        """Exports a SavedModel with one serving signature per task.
+
+        Each signature is named after its task (the first task is also
+        `serving_default`), takes raw inputs (`text` strings, `image` uint8
+        `(B, H, W, C)`, `waveform` float32 `(B, N)` with `length` int32 `(B,)`) and
+        returns decoded outputs (`class_id`, `probability`, `class_name`; or
+        `text` and `token_ids`). Tokenizing, the decoding loop and detokenizing run
+        inside the graph, so the SavedModel serves from any TensorFlow runtime
+        without this package or JAX. See `keras_multimodel.export`.
+
+        Args:
+            filepath: the SavedModel directory.
+            format: "tf_saved_model" (the only format with per-task signatures).
+            verbose: print the signatures.
+            tasks: task names to export (default: all).
+            sampler: "greedy" or "beam".
+            input_signatures: `{task: {name: tf.TensorSpec}}` to fix raw input
+                shapes (e.g. the image size).
+            label_names: `{task: [class names]}`.
+        """
+        if format != "tf_saved_model":
+            raise InputError(
+                f"MultiModel.export: format {format!r} is not supported; use "
+                "'tf_saved_model' (one serving signature per task)."
+            )
+        from keras_multimodel.export import export_saved_model
+
+        return export_saved_model(
+            self, filepath, tasks, sampler, input_signatures, label_names, verbose
+        )
+
     # ----- config ------------------------------------------------------------------
     def get_config(self):
         return {

@@ -57,6 +57,16 @@ class Format:
         """A short readable form of one example or output."""
         return str(value)
 
+    def serving_spec(self):
+        """Raw serving inputs of this side when they differ from the modality's
+        default (`Modality.serving_spec`), e.g. a fixed image size; else None."""
+        return None
+
+    @property
+    def label_names(self):
+        """Class names of a label side; None otherwise."""
+        return None
+
     def texts(self, values):
         """The texts among `values`, for training the shared vocabulary."""
         return []
@@ -87,6 +97,11 @@ class ImageFormat(Format):
 
     def show(self, value):
         return f"<image {'x'.join(map(str, np.shape(value)))}>"
+
+    def serving_spec(self):
+        import tensorflow as tf
+
+        return {"image": tf.TensorSpec([None, *self.shape], tf.uint8, name="image")}
 
 
 class AudioFormat(Format):
@@ -183,6 +198,10 @@ class LabelFormat(Format):
 
     def show(self, value):
         return self.names[int(value)]
+
+    @property
+    def label_names(self):
+        return self.names
 
 
 def read_image(path, shape):

@@ -1,0 +1,37 @@
+"""`python -m keras_multimodel export`: a trained run as a SavedModel to serve."""
+
+import os
+import pathlib
+import shutil
+
+from keras_multimodel.cli.evaluate import load_run
+from keras_multimodel.data import bundled
+from keras_multimodel.errors import DataError
+
+
+def export(model_dir, export_dir, tasks=None, sampler="greedy"):
+    """Writes the model of a `train` run as a SavedModel, one signature per task.
+
+    Each bundled task's record gives its raw serving inputs (e.g. the image size
+    it was trained on) and its class names. The SavedModel is written aside and
+    renamed into place, so `export_dir` is complete or absent.
+    """
+    model, _ = load_run(model_dir)
+    known = [task.name for task in model.tasks]
+    tasks = list(tasks or known)
+    unknown = [name for name in tasks if name not in known]
+    if unknown:
+        raise DataError(f"unknown task(s) {', '.join(unknown)}; this model has {', '.join(known)}")
+    export_dir = pathlib.Path(export_dir)
+    if export_dir.exists():
+        raise DataError(f"--export_dir {export_dir} exists; give a new directory")
+    signatures, names = bundled.serving_options(tasks)
+    staging = export_dir.with_name(f".{export_dir.name}.tmp-{os.getpid()}")
+    try:
+        model.export(
+            staging, tasks=tasks, sampler=sampler, input_signatures=signatures, label_names=names
+        )
+        os.rename(staging, export_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    print(f"Exported {', '.join(tasks)} ({sampler} decoding) to {export_dir}.")

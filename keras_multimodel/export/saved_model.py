@@ -1,0 +1,249 @@
+"""`MultiModel.export`: a SavedModel with one serving signature per task.
+
+Each signature is a TensorFlow function over raw inputs (strings, uint8 images,
+float waveforms with lengths) around one numeric core, the task's
+`MultiModel.decoding_function` (encoder and the whole decoding loop with its
+caches, one compiled program):
+
+    raw inputs -> modality.serving_inputs (tokenize, pad, check) -> numeric core
+               -> modality.serving_outputs (detokenize, class names) -> outputs
+
+On TensorFlow the core is a `tf.function(jit_compile=True)` over the model's own
+variables. On JAX it goes through jax2tf (as Keras's own `ExportArchive` does): a
+stateless function of the weights, converted with native serialization for CPU
+and CUDA and a symbolic batch (and text/audio length); strings never enter JAX.
+The weights are stored once, as variables, however many signatures there are.
+"""
+
+import contextlib
+import itertools
+
+import keras
+import numpy as np
+
+from keras_multimodel.errors import InputError
+
+SAMPLERS = ("greedy", "beam")
+PLATFORMS = ("cpu", "cuda")  # JAX lowering targets of the numeric cores
+
+
+def export_saved_model(
+    model,
+    filepath,
+    tasks=None,
+    sampler="greedy",
+    input_signatures=None,
+    label_names=None,
+    verbose=True,
+):
+    """Writes `model` as a SavedModel with one signature per task.
+
+    Args:
+        model: a `MultiModel`.
+        filepath: the SavedModel directory to write.
+        tasks: task names to export (default: all); the first is also
+            `serving_default`.
+        sampler: "greedy" or "beam" decoding for sequence targets.
+        input_signatures: `{task: {name: tf.TensorSpec}}` replacing a task's default
+            raw inputs (`Modality.serving_spec`), e.g. a fixed image size.
+        label_names: `{task: [class names]}`; label tasks with names also return
+            `class_name`.
+        verbose: print the signatures written.
+
+    Returns:
+        `{signature name: [input names]}`.
+    """
+    import tensorflow as tf
+
+    if keras.backend.backend() not in ("tensorflow", "jax"):
+        raise InputError(
+            f"export: a SavedModel is written from the TensorFlow or JAX backend; this is "
+            f"{keras.backend.backend()!r}. Load the .keras file with KERAS_BACKEND=tensorflow."
+        )
+    names = [t.name for t in model.tasks] if tasks is None else list(tasks)
+    if not names:
+        raise InputError("export: `tasks` is empty; name at least one task.")
+    tasks = [model.plan.task(name) for name in names]
+    if sampler not in SAMPLERS:
+        raise InputError(
+            f"export: `sampler` must be one of {SAMPLERS} (random samplers are not exported); "
+            f"received {sampler!r}."
+        )
+    input_signatures = dict(input_signatures or {})
+    label_names = dict(label_names or {})
+    for name, classes in label_names.items():
+        target_net = model.nets_of(model.plan.task(name).name)[1]
+        if len(classes) != getattr(target_net, "num_classes", -1):
+            raise InputError(
+                f"export: `label_names[{name!r}]` must name the task's "
+                f"{getattr(target_net, 'num_classes', 'label')} classes; received "
+                f"{len(classes)} names."
+            )
+
+    module = tf.Module()
+    module.sentence_piece = _sentence_piece(model)
+    core_of = _TensorFlowCores(model, module) if _on_tensorflow() else _JaxCores(model, module)
+    signatures = {}
+    for task in tasks:
+        serve = _serving_function(
+            model, task, sampler, core_of, module.sentence_piece,
+            input_signatures.get(task.name), label_names.get(task.name),
+        )  # fmt: skip
+        setattr(module, task.name, serve)
+        signatures[task.name] = serve.get_concrete_function()
+    signatures.setdefault("serving_default", signatures[tasks[0].name])
+    tf.saved_model.save(module, str(filepath), signatures=signatures)
+    described = {
+        name: [spec.name for spec in fn.structured_input_signature[0]]
+        for name, fn in signatures.items()
+    }
+    if verbose:
+        for name, inputs in described.items():
+            outputs = sorted(signatures[name].structured_outputs)
+            print(f"signature {name!r}: inputs {inputs} -> outputs {outputs}")
+        print(f"Saved the SavedModel at {filepath}.")
+    return described
+
+
+def _on_tensorflow():
+    return keras.backend.backend() == "tensorflow"
+
+
+def _sentence_piece(model):
+    """The tokenizer as a tensorflow-text op that the SavedModel tracks (or None)."""
+    if model.tokenizer is None:
+        return None
+    import keras_hub
+
+    if not isinstance(model.tokenizer, keras_hub.tokenizers.SentencePieceTokenizer):
+        raise InputError(
+            "export: only a keras_hub SentencePieceTokenizer can be exported with the model; "
+            f"this model has a {type(model.tokenizer).__name__}."
+        )
+    import tensorflow as tf
+    import tensorflow_text as tf_text
+
+    return tf_text.SentencepieceTokenizer(model=model.tokenizer.proto, out_type=tf.int32)
+
+
+def _serving_function(model, task, sampler, core_of, sentence_piece, spec, names):
+    """The `tf.function` of one signature: raw inputs -> decoded outputs."""
+    import tensorflow as tf
+
+    input_net, target_net = model.nets_of(task.name)
+    spec = spec or input_net.serving_spec(sentence_piece)
+    spec = {name: tf.TensorSpec(s.shape, s.dtype, name=name) for name, s in spec.items()}
+    keys = list(spec)
+    decoding = model.decoding_function(task.name, sampler=sampler)
+    command = model.plan.command_index[task.name]
+    core = core_of(lambda inputs: decoding.function(inputs, command))
+
+    def serve(*tensors):
+        raw = dict(zip(keys, tensors, strict=True))
+        batch = tf.shape(tensors[0])[0]
+        # A batch of zero is decoded as one stand-in example, then sliced away: the
+        # numeric core only ever sees batches of one or more.
+        example = input_net.serving_example(spec)
+        raw = {
+            key: tf.cond(batch > 0, lambda value=value: value, lambda key=key: example[key])
+            for key, value in raw.items()
+        }
+        inputs, valid = input_net.serving_inputs(raw, sentence_piece)
+        outputs = target_net.serving_outputs(core(inputs), valid, sentence_piece, names)
+        return {key: value[:batch] for key, value in outputs.items()}
+
+    return tf.function(serve, input_signature=[spec[key] for key in keys], autograph=False)
+
+
+class _TensorFlowCores:
+    """Numeric cores on TensorFlow: XLA-compiled functions over the model's variables."""
+
+    def __init__(self, model, module):
+        module.model_variables = list(model.variables)  # saved once, shared by every core
+
+    def __call__(self, function):
+        import tensorflow as tf
+
+        return tf.function(function, jit_compile=True, autograph=False)
+
+
+class _JaxCores:
+    """Numeric cores on JAX: stateless functions of the weights, through jax2tf."""
+
+    def __init__(self, model, module):
+        import tensorflow as tf
+
+        self.variables = list(model.variables)
+        module.model_variables = [
+            tf.Variable(np.asarray(v.value), trainable=v.trainable, name=v.name)
+            for v in self.variables
+        ]  # saved once; every converted core takes them as its first argument
+        self.tf_variables = module.model_variables
+
+    def __call__(self, function):
+        from jax.experimental import jax2tf
+
+        variables = self.variables
+
+        def stateless(values, inputs):
+            with keras.StatelessScope(state_mapping=list(zip(variables, values, strict=True))):
+                return function(inputs)
+
+        def core(inputs):  # called while the serving function is traced
+            converted = jax2tf.convert(
+                stateless,
+                polymorphic_shapes=[None, _polymorphic_shapes(inputs)],
+                native_serialization_platforms=PLATFORMS,
+                with_gradient=False,
+            )
+            with _top_k_by_sorting():
+                return converted(list(self.tf_variables), inputs)
+
+        return core
+
+
+@contextlib.contextmanager
+def _top_k_by_sorting():
+    """Lowers `jax.lax.top_k` (beam search) with a sort while a core is converted.
+
+    JAX lowers `top_k` to a StableHLO composite op that TensorFlow runtimes a little
+    older than the exporting JAX cannot read ("failed to deserialize portable
+    artifact", TensorFlow 2.21 with jaxlib 0.10.2); a stable sort and a slice give
+    the same values and indices (ties to the lower index) with plain ops. The rule
+    JAX had is put back afterwards.
+    """
+    from jax import lax
+    from jax._src.interpreters import mlir as mlir_registry  # to put the old rule back
+    from jax.interpreters import mlir
+
+    def top_k(operand, k, axis=-1):
+        axis = axis % operand.ndim
+        moved = lax.broadcasted_iota("int32", operand.shape, axis)
+        keys, indices = lax.sort((-operand, moved), dimension=axis, num_keys=1, is_stable=True)
+        top = [lax.slice_in_dim(x, 0, k, axis=axis) for x in (keys, indices)]
+        return [-top[0], top[1]]
+
+    previous = mlir_registry._lowerings[lax.top_k_p]
+    mlir.register_lowering(lax.top_k_p, mlir.lower_fun(top_k, multiple_results=True))
+    try:
+        yield
+    finally:
+        mlir_registry._lowerings[lax.top_k_p] = previous
+
+
+def _polymorphic_shapes(inputs):
+    """jax2tf shapes for `inputs` (TF tensors or specs): one shared symbolic batch
+    `b`, a fresh symbol for every other unknown size, known sizes as they are.
+
+    >>> import tensorflow as tf
+    >>> spec = {"ids": tf.TensorSpec([None, None]), "length": tf.TensorSpec([None])}
+    >>> _polymorphic_shapes(spec)
+    {'ids': '(b, d0)', 'length': '(b,)'}
+    """
+    symbols = (f"d{i}" for i in itertools.count())
+
+    def shape(tensor):
+        dims = ["b"] + [str(d) if d is not None else next(symbols) for d in tensor.shape[1:]]
+        return f"({dims[0]},)" if len(dims) == 1 else f"({', '.join(dims)})"
+
+    return keras.tree.map_structure(shape, inputs)

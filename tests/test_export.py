@@ -1,0 +1,202 @@
+"""SavedModel export: one signature per task, answered by a TensorFlow-only client
+(no keras_multimodel, keras_hub or JAX importable) exactly as `generate` answers."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+import keras_multimodel as kmm
+from keras_multimodel.data import bundled
+from keras_multimodel.errors import InputError
+
+EXAMPLES = 3  # real test examples per bundled task
+
+CLIENT = r'''
+import importlib.abc, json, sys
+
+class Refuse(importlib.abc.MetaPathFinder):
+    """Serving needs TensorFlow and tensorflow-text only: these cannot be imported."""
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in ("jax", "jaxlib", "keras_multimodel", "keras_hub"):
+            raise ImportError(f"{name} is not available to the client")
+
+sys.meta_path.insert(0, Refuse())
+import numpy as np
+import tensorflow as tf
+import tensorflow_text  # noqa: F401 (registers the SentencePiece ops)
+
+requests = np.load(sys.argv[2], allow_pickle=False)
+results = {"outputs": {}, "errors": {}, "signatures": {}}
+
+def decoded(outputs):
+    return {key: value.numpy().tolist() if value.dtype != tf.string
+            else [v.decode("utf-8") for v in value.numpy().reshape(-1)]
+            for key, value in outputs.items()}
+
+def call(model, signature, **inputs):
+    return model.signatures[signature](**{k: tf.constant(v) for k, v in inputs.items()})
+
+def inputs_of(task):
+    prefix = f"{task}/"
+    return {k[len(prefix):]: requests[k] for k in requests.files if k.startswith(prefix)}
+
+for directory in sys.argv[3:]:
+    model = tf.saved_model.load(directory)
+    for name, function in model.signatures.items():
+        results["signatures"][name] = sorted(function.structured_input_signature[1])
+    for task in model.signatures:
+        if task != "serving_default":
+            outputs = call(model, task, **inputs_of(task))
+            results["outputs"][f"{directory}:{task}"] = decoded(outputs)
+
+if sys.argv[1] == "bad-requests":
+    model = tf.saved_model.load(sys.argv[3])
+    text, image = "translate_en_es", "classify_image"
+    audio = inputs_of("transcribe_speech")
+    nan = audio["waveform"].copy(); nan[0, 5] = np.nan
+    cases = {
+        "empty text": lambda: call(model, text, text=np.array(["", "   ", "God is love."])),
+        "zero batch": lambda: call(model, text, text=np.zeros([0], "U1")),
+        "zero image batch": lambda: call(model, image, image=np.zeros([0, 28, 28, 1], "uint8")),
+        "too long text": lambda: call(model, text, text=np.array(["word " * 200])),
+        "other image size": lambda: call(model, image, image=np.zeros([1, 32, 32, 1], "uint8")),
+        "other channels": lambda: call(model, image, image=np.zeros([1, 28, 28, 3], "uint8")),
+        "audio length 0": lambda: call(model, "transcribe_speech", waveform=audio["waveform"],
+                                       length=np.zeros_like(audio["length"])),
+        "audio length beyond": lambda: call(model, "transcribe_speech",
+                                            waveform=audio["waveform"],
+                                            length=audio["length"] + 10**6),
+        "audio NaN": lambda: call(model, "transcribe_speech", waveform=nan, length=audio["length"]),
+        "audio too long": lambda: call(model, "transcribe_speech",
+                                       waveform=np.zeros([1, 10**6], "float32"),
+                                       length=np.array([10], "int32")),
+    }
+    for case, run in cases.items():
+        try:
+            results["outputs"][case] = decoded(run())
+        except Exception as error:  # every bad request is answered by an error alone
+            results["errors"][case] = f"{type(error).__name__}: {error}"
+    # The model still answers a good request, as before the bad ones.
+    results["outputs"]["after"] = decoded(call(model, text, **inputs_of(text)))
+results["modules"] = sorted({m.split(".")[0] for m in sys.modules} &
+                            {"jax", "jaxlib", "keras_multimodel", "keras_hub"})
+print(json.dumps(results))
+'''
+
+
+def run_client(mode, requests, *directories):
+    result = subprocess.run(
+        [sys.executable, "-c", CLIENT, mode, str(requests), *map(str, directories)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _raw_inputs(task):
+    """The first real test examples of a bundled task, as its serving inputs take them."""
+    record = bundled.get(task)
+    split = "real" if task == "transcribe_speech" else "test"  # real recordings: no synthesis
+    inputs, _ = record.load_examples(split)
+    inputs = inputs[:EXAMPLES]
+    if isinstance(record.inputs, bundled.AudioFormat):
+        net = record.inputs.modality(None)
+        return record.inputs.model_inputs(inputs, net, None)  # padded like predict/evaluate
+    if isinstance(record.inputs, bundled.ImageFormat):
+        return {"image": np.stack(inputs)}
+    return {"text": np.array(inputs)}
+
+
+@pytest.fixture(scope="module")
+def bundled_model():
+    tokenizer = kmm.data.train_tokenizer(bundled.training_texts(), 4000)
+    return kmm.MultiModel(bundled.make_tasks(tokenizer), "tiny", tokenizer=tokenizer)
+
+
+@pytest.fixture(scope="module")
+def exported(bundled_model, tmp_path_factory):
+    """Every bundled task exported with greedy decoding, and one with beam search."""
+    root = tmp_path_factory.mktemp("export")
+    signatures, names = bundled.serving_options(bundled.PAPER_TASKS)
+    bundled_model.export(
+        root / "greedy", input_signatures=signatures, label_names=names, verbose=False
+    )
+    bundled_model.export(root / "beam", tasks=["translate_en_es"], sampler="beam", verbose=False)
+    requests = {}
+    for task in bundled.PAPER_TASKS:
+        for key, value in _raw_inputs(task).items():
+            requests[f"{task}/{key}"] = value
+    np.savez(root / "requests.npz", **requests)
+    return root
+
+
+def _expected(model, task, sampler="greedy"):
+    inputs = _raw_inputs(task)
+    inputs = list(inputs["text"]) if set(inputs) == {"text"} else inputs.get("image", inputs)
+    return model.generate(task, inputs, sampler=sampler)
+
+
+def test_a_tensorflow_only_client_gets_what_generate_gives_for_every_task(bundled_model, exported):
+    results = run_client("good-requests", exported / "requests.npz",
+                         exported / "greedy", exported / "beam")  # fmt: skip
+    assert results["modules"] == []  # served without keras_multimodel, keras_hub, JAX
+    assert set(results["signatures"]) == {*bundled.PAPER_TASKS, "serving_default"}
+    assert results["signatures"]["transcribe_speech"] == ["length", "waveform"]
+    assert results["signatures"]["serving_default"] == ["image"]  # the first task
+    for task in bundled.PAPER_TASKS:
+        outputs = results["outputs"][f"{exported / 'greedy'}:{task}"]
+        expected = _expected(bundled_model, task)
+        if task == "classify_image":
+            assert outputs["class_id"] == expected.tolist()
+            names = bundled.get(task).targets.names
+            assert outputs["class_name"] == [names[i] for i in expected]
+            assert all(0 < p <= 1 for p in outputs["probability"])
+        else:
+            assert outputs["text"] == expected, task
+            assert len(outputs["token_ids"]) == EXAMPLES
+    beam = results["outputs"][f"{exported / 'beam'}:translate_en_es"]
+    assert beam["text"] == _expected(bundled_model, "translate_en_es", sampler="beam")
+
+
+def test_bad_requests_fail_alone_with_clear_errors(exported):
+    results = run_client("bad-requests", exported / "requests.npz", exported / "greedy")
+    errors, outputs = results["errors"], results["outputs"]
+    assert outputs["empty text"]["text"][:2] == ["", ""]  # empty in, empty out
+    assert outputs["empty text"]["text"][2] != ""
+    assert outputs["zero batch"] == {"text": [], "token_ids": []}
+    assert outputs["zero image batch"]["class_id"] == []
+    assert "longer than 64 tokens" in errors["too long text"]
+    assert "other image size" in errors and "other channels" in errors
+    assert "below 1 sample" in errors["audio length 0"]
+    assert "beyond the end of its waveform" in errors["audio length beyond"]
+    assert "must be finite" in errors["audio NaN"]
+    assert "longer than this model takes" in errors["audio too long"]
+    good = run_client("good-requests", exported / "requests.npz", exported / "greedy")
+    assert outputs["after"] == good["outputs"][f"{exported / 'greedy'}:translate_en_es"]
+
+
+def test_export_arguments_are_checked(bundled_model, tmp_path):
+    with pytest.raises(InputError, match="format 'onnx' is not supported"):
+        bundled_model.export(tmp_path / "x", format="onnx")
+    with pytest.raises(InputError, match="`sampler` must be one of"):
+        bundled_model.export(tmp_path / "x", sampler="top_k")
+    with pytest.raises(InputError, match="must name the task's 10 classes; received 2"):
+        bundled_model.export(tmp_path / "x", label_names={"classify_image": ["a", "b"]})
+    with pytest.raises(ValueError, match="Unknown task 'nope'"):
+        bundled_model.export(tmp_path / "x", tasks=["nope"])
+    assert not (tmp_path / "x").exists()
+
+
+def test_the_weights_are_stored_once(exported, bundled_model):
+    variables = exported / "greedy" / "variables"
+    stored = sum(f.stat().st_size for f in variables.iterdir())
+    weights = sum(np.asarray(keras.ops.convert_to_numpy(v)).nbytes for v in bundled_model.weights)
+    assert weights <= stored < 1.5 * weights  # six signatures, one copy of the weights
