@@ -180,8 +180,15 @@ def _wav(path, seconds):
 
 
 def saved_model_cli(*args):
-    command = pathlib.Path(sys.executable).parent / "saved_model_cli"  # TensorFlow's tool
-    return subprocess.run([str(command), *args], capture_output=True, text=True, timeout=600)
+    """TensorFlow's `saved_model_cli`, with the tensorflow-text ops registered (its
+    `run` imports the whole graph, SentencePiece ops included), as the README says."""
+    code = (
+        "import sys, tensorflow_text; from tensorflow.python.tools import saved_model_cli; "
+        "sys.argv[0] = 'saved_model_cli'; saved_model_cli.main()"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=600
+    )
 
 
 def test_export_writes_a_saved_model_that_saved_model_cli_describes_and_runs(

@@ -8,11 +8,11 @@ caches, one compiled program):
     raw inputs -> modality.serving_inputs (tokenize, pad, check) -> numeric core
                -> modality.serving_outputs (detokenize, class names) -> outputs
 
-On TensorFlow the core is a `tf.function(jit_compile=True)` over the model's own
-variables. On JAX it goes through jax2tf (as Keras's own `ExportArchive` does): a
-stateless function of the weights, converted with native serialization for CPU
-and CUDA and a symbolic batch (and text/audio length); strings never enter JAX.
-The weights are stored once, as variables, however many signatures there are.
+The weights are stored once, as plain variables, however many signatures there
+are; each core is a stateless function of them. On TensorFlow it is a
+`tf.function(jit_compile=True)`; on JAX it goes through jax2tf (as Keras's own
+`ExportArchive` does), with native serialization for CPU and CUDA and a symbolic
+batch (and text length); strings never enter JAX.
 """
 
 import contextlib
@@ -82,7 +82,7 @@ def export_saved_model(
 
     module = tf.Module()
     module.sentence_piece = _sentence_piece(model)
-    core_of = _TensorFlowCores(model, module) if _on_tensorflow() else _JaxCores(model, module)
+    core_of = _Cores(model, module)
     signatures = {}
     for task in tasks:
         serve = _serving_function(
@@ -103,10 +103,6 @@ def export_saved_model(
             print(f"signature {name!r}: inputs {inputs} -> outputs {outputs}")
         print(f"Saved the SavedModel at {filepath}.")
     return described
-
-
-def _on_tensorflow():
-    return keras.backend.backend() == "tensorflow"
 
 
 def _sentence_piece(model):
@@ -155,39 +151,44 @@ def _serving_function(model, task, sampler, core_of, sentence_piece, spec, names
     return tf.function(serve, input_signature=[spec[key] for key in keys], autograph=False)
 
 
-class _TensorFlowCores:
-    """Numeric cores on TensorFlow: XLA-compiled functions over the model's variables."""
+class _Cores:
+    """Turns a model function into a numeric core of the SavedModel.
 
-    def __init__(self, model, module):
-        module.model_variables = list(model.variables)  # saved once, shared by every core
-
-    def __call__(self, function):
-        import tensorflow as tf
-
-        return tf.function(function, jit_compile=True, autograph=False)
-
-
-class _JaxCores:
-    """Numeric cores on JAX: stateless functions of the weights, through jax2tf."""
+    The weights become plain `tf.Variable`s of the SavedModel, created once and
+    shared by every core; each core reads them through a `keras.StatelessScope`
+    (so serving never updates the model's own variables). On TensorFlow a core is a
+    `tf.function(jit_compile=True)`; on JAX the same stateless function goes
+    through jax2tf, with the weights as its first argument.
+    """
 
     def __init__(self, model, module):
         import tensorflow as tf
 
         self.variables = list(model.variables)
         module.model_variables = [
-            tf.Variable(np.asarray(v.value), trainable=v.trainable, name=v.name)
+            tf.Variable(np.asarray(keras.ops.convert_to_numpy(v.value)), trainable=v.trainable,
+                        name=v.path)
             for v in self.variables
-        ]  # saved once; every converted core takes them as its first argument
+        ]  # fmt: skip
         self.tf_variables = module.model_variables
 
-    def __call__(self, function):
-        from jax.experimental import jax2tf
-
+    def _stateless(self, function):
         variables = self.variables
 
         def stateless(values, inputs):
             with keras.StatelessScope(state_mapping=list(zip(variables, values, strict=True))):
                 return function(inputs)
+
+        return stateless
+
+    def __call__(self, function):
+        import tensorflow as tf
+
+        stateless = self._stateless(function)
+        if keras.backend.backend() == "tensorflow":
+            compiled = tf.function(stateless, jit_compile=True, autograph=False)
+            return lambda inputs: compiled([v.read_value() for v in self.tf_variables], inputs)
+        from jax.experimental import jax2tf
 
         def core(inputs):  # called while the serving function is traced
             converted = jax2tf.convert(
