@@ -132,7 +132,7 @@ def _serving_function(model, task, sampler, core_of, sentence_piece, spec, names
     keys = list(spec)
     decoding = model.decoding_function(task.name, sampler=sampler)
     command = model.plan.command_index[task.name]
-    core = core_of(lambda inputs: decoding.function(inputs, command))
+    core = core_of(decoding)  # shared by the tasks of a group: the command is an input
 
     def serve(*tensors):
         raw = dict(zip(keys, tensors, strict=True))
@@ -145,7 +145,8 @@ def _serving_function(model, task, sampler, core_of, sentence_piece, spec, names
             for key, value in raw.items()
         }
         inputs, valid = input_net.serving_inputs(raw, sentence_piece)
-        outputs = target_net.serving_outputs(core(inputs), valid, sentence_piece, names)
+        outputs = core(inputs, tf.constant(command, tf.int32))
+        outputs = target_net.serving_outputs(outputs, valid, sentence_piece, names)
         return {key: value[:batch] for key, value in outputs.items()}
 
     return tf.function(serve, input_signature=[spec[key] for key in keys], autograph=False)
@@ -171,34 +172,48 @@ class _Cores:
             for v in self.variables
         ]  # fmt: skip
         self.tf_variables = module.model_variables
+        self.cores = {}
 
-    def _stateless(self, function):
-        variables = self.variables
+    def __call__(self, decoding):
+        """The core of a `MultiModel.Decoding`: `core(inputs, command)`; one per
+        compile key, so the tasks of a group (same nets, other command) share it."""
+        if decoding.key not in self.cores:
+            self.cores[decoding.key] = self._convert(decoding.function)
+        return self.cores[decoding.key]
 
-        def stateless(values, inputs):
-            with keras.StatelessScope(state_mapping=list(zip(variables, values, strict=True))):
-                return function(inputs)
-
-        return stateless
-
-    def __call__(self, function):
+    def _convert(self, function):
         import tensorflow as tf
 
-        stateless = self._stateless(function)
+        variables = self.variables
+
+        def stateless(values, inputs, command):
+            with keras.StatelessScope(state_mapping=list(zip(variables, values, strict=True))):
+                return function(inputs, command)
+
         if keras.backend.backend() == "tensorflow":
             compiled = tf.function(stateless, jit_compile=True, autograph=False)
-            return lambda inputs: compiled([v.read_value() for v in self.tf_variables], inputs)
+            return lambda inputs, command: compiled(
+                [v.read_value() for v in self.tf_variables], inputs, command
+            )
         from jax.experimental import jax2tf
 
-        def core(inputs):  # called while the serving function is traced
-            converted = jax2tf.convert(
-                stateless,
-                polymorphic_shapes=[None, _polymorphic_shapes(inputs)],
-                native_serialization_platforms=PLATFORMS,
-                with_gradient=False,
-            )
+        converted = {}
+
+        def core(inputs, command):  # called while a serving function is traced
+            shapes = _polymorphic_shapes(inputs)
+            key = str(shapes)
+            if key not in converted:  # one function in the SavedModel per input shape
+                converted[key] = tf.function(
+                    jax2tf.convert(
+                        stateless,
+                        polymorphic_shapes=[None, shapes, "()"],
+                        native_serialization_platforms=PLATFORMS,
+                        with_gradient=False,
+                    ),
+                    autograph=False,
+                )
             with _top_k_by_sorting():
-                return converted(list(self.tf_variables), inputs)
+                return converted[key](list(self.tf_variables), inputs, command)
 
         return core
 
