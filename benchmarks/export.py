@@ -3,7 +3,7 @@
     KERAS_BACKEND=tensorflow python benchmarks/export.py
     KERAS_BACKEND=jax python benchmarks/export.py
 
-A `tiny` MultiModel with the six bundled tasks and the shared 4,000-piece
+A MultiModel (`--preset`, default `tiny`) with the six bundled tasks and the shared 4,000-piece
 vocabulary (untrained: latency does not depend on the weights, and both sides
 decode the same tokens) is saved as `model.keras` and exported with
 `MultiModel.export` (greedy). Then, in the same process, each task answers one
@@ -24,7 +24,8 @@ from absl import app, flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("batch_size", 8, "Examples per request.")
-flags.DEFINE_integer("repeats", 10, "Timed calls per side and task; median.")
+flags.DEFINE_integer("repeats", 20, "Timed calls per side and task; median.")
+flags.DEFINE_string("preset", "tiny", "MultiModel preset.")
 
 
 def _size(path):
@@ -51,7 +52,7 @@ def main(argv):
 
     keras.utils.set_random_seed(0)
     tokenizer = kmm.data.train_tokenizer(bundled.training_texts(), 4000)
-    model = kmm.MultiModel(bundled.make_tasks(tokenizer), "tiny", tokenizer=tokenizer)
+    model = kmm.MultiModel(bundled.make_tasks(tokenizer), FLAGS.preset, tokenizer=tokenizer)
     root = pathlib.Path(tempfile.mkdtemp())
     model.save(root / "model.keras")
     signatures, names = bundled.serving_options(bundled.PAPER_TASKS)
@@ -62,8 +63,8 @@ def main(argv):
     served = tf.saved_model.load(str(root / "saved_model"))
     keras_mb, saved_mb = _size(root / "model.keras") / 1e6, _size(root / "saved_model") / 1e6
     print(
-        f"backend={keras.backend.backend()} batch={FLAGS.batch_size} repeats={FLAGS.repeats} "
-        f"(median ms per request)"
+        f"backend={keras.backend.backend()} preset={FLAGS.preset} batch={FLAGS.batch_size} "
+        f"repeats={FLAGS.repeats} (median ms per request)"
     )
     print(f"export: {export_s:.1f} s; model.keras {keras_mb:.2f} MB, SavedModel {saved_mb:.2f} MB "
           f"({saved_mb / keras_mb:.2f}x)")  # fmt: skip
