@@ -10,21 +10,14 @@ fixed seed. `--data_size full` reads the Debian files directly instead.
     python scripts/data/build_fashion_mnist.py
 """
 
-import gzip
 import pathlib
 
 import numpy as np
 
-SOURCE = pathlib.Path("/usr/share/datasets/fashion-mnist")
+from keras_multimodel.data.bundled.classify_image import DEBIAN_FASHION_MNIST as SOURCE
+from keras_multimodel.data.bundled.classify_image import read_idx
+
 OUT = pathlib.Path(__file__).resolve().parents[2] / "keras_multimodel/data/files"
-
-
-def read_idx(path):
-    with gzip.open(path, "rb") as f:
-        data = f.read()
-    ndim = data[3]
-    shape = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
 def main():

@@ -12,7 +12,7 @@ import pathlib
 import numpy as np
 
 from keras_multimodel import evaluation
-from keras_multimodel.data.bundled import sources
+from keras_multimodel.data.bundled import baselines, sources
 from keras_multimodel.data.bundled.formats import ImageFormat, LabelFormat
 from keras_multimodel.data.bundled.record import Baseline, BundledTask, Metric, register
 from keras_multimodel.errors import DataError
@@ -24,7 +24,8 @@ CLASSES = (
 DEBIAN_FASHION_MNIST = pathlib.Path("/usr/share/datasets/fashion-mnist")
 
 
-def _read_idx(path):
+def read_idx(path):
+    """The array of an IDX file (the MNIST format), gzipped."""
     with gzip.open(path, "rb") as f:
         data = f.read()
     ndim = data[3]
@@ -40,8 +41,8 @@ def examples(split, data_size):
                 "dataset-fashion-mnist: run `sudo apt-get install dataset-fashion-mnist`"
             )
         prefix = "train" if split == "train" else "t10k"
-        images = _read_idx(DEBIAN_FASHION_MNIST / f"{prefix}-images-idx3-ubyte.gz")
-        labels = _read_idx(DEBIAN_FASHION_MNIST / f"{prefix}-labels-idx1-ubyte.gz")
+        images = read_idx(DEBIAN_FASHION_MNIST / f"{prefix}-images-idx3-ubyte.gz")
+        labels = read_idx(DEBIAN_FASHION_MNIST / f"{prefix}-labels-idx1-ubyte.gz")
         if split == "train":  # the bundled validation images are held out of training
             bundled = sources.npz("fashion_mnist.npz")["validation_images"]
             held_out = {img.tobytes() for img in bundled}
@@ -52,12 +53,6 @@ def examples(split, data_size):
     return data[f"{split}_images"][..., None], data[f"{split}_labels"].astype("int32")
 
 
-def majority_class(train_inputs, train_labels):
-    """The trivial classifier: the most frequent training class for every input."""
-    majority = int(np.bincount(train_labels).argmax())
-    return lambda inputs: [majority] * len(inputs)
-
-
 RECORD = register(
     BundledTask(
         name="classify_image",
@@ -66,6 +61,6 @@ RECORD = register(
         targets=LabelFormat(CLASSES),
         examples=examples,
         metrics=(Metric("accuracy", evaluation.accuracy),),
-        baselines=(Baseline("majority class", majority_class),),
+        baselines=(Baseline("majority class", baselines.majority_class),),
     )
 )

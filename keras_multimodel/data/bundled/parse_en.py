@@ -7,7 +7,7 @@ root 0 acomp -1 punct -2". "small": sentences of at most 12 tokens (10.1k traini
 """
 
 from keras_multimodel import evaluation
-from keras_multimodel.data.bundled import sources
+from keras_multimodel.data.bundled import baselines, sources
 from keras_multimodel.data.bundled.formats import TextFormat
 from keras_multimodel.data.bundled.record import Baseline, BundledTask, Metric, register
 
@@ -15,12 +15,6 @@ from keras_multimodel.data.bundled.record import Baseline, BundledTask, Metric, 
 def examples(split, data_size):
     rows = sources.parse_rows(split, data_size)
     return [r[0] for r in rows], [r[1] for r in rows]
-
-
-def majority_parser(train_sentences, train_parses):
-    """Every token gets the most common training (label, offset)."""
-    parser = evaluation.majority_parser(train_parses)
-    return lambda sentences: [parser(sentence) for sentence in sentences]
 
 
 RECORD = register(
@@ -35,6 +29,6 @@ RECORD = register(
             Metric("UAS", lambda refs, outs: evaluation.attachment_scores(refs, outs)[0]),
             Metric("exact match", evaluation.exact_match),
         ),
-        baselines=(Baseline("majority label+head", majority_parser),),
+        baselines=(Baseline("majority label+head", baselines.majority_parser),),
     )
 )

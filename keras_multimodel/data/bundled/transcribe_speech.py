@@ -19,7 +19,7 @@ import numpy as np
 
 from keras_multimodel import evaluation
 from keras_multimodel.data import speech
-from keras_multimodel.data.bundled import sources
+from keras_multimodel.data.bundled import baselines, sources
 from keras_multimodel.data.bundled.formats import AudioFormat, TextFormat
 from keras_multimodel.data.bundled.record import Baseline, BundledTask, Metric, register
 from keras_multimodel.errors import DataError
@@ -94,11 +94,6 @@ def examples(split, data_size):
     return real_recordings() if split == "real" else synthetic(split, data_size)
 
 
-def empty_output(train_inputs, train_targets):
-    """The trivial recogniser: no words (word error rate 1)."""
-    return lambda inputs: [""] * len(inputs)
-
-
 RECORD = register(
     BundledTask(
         name="transcribe_speech",
@@ -109,7 +104,7 @@ RECORD = register(
         metrics=(
             Metric("WER (lower is better)", evaluation.word_error_rate, higher_is_better=False),
         ),
-        baselines=(Baseline("empty output", empty_output),),
+        baselines=(Baseline("empty output", baselines.empty_output),),
         extra_splits=("real",),
         vocabulary_texts=lambda data_size: sentences("train", data_size),
     )
