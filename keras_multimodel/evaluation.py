@@ -1,11 +1,13 @@
 """Task metrics for decoded outputs, from maintained implementations where they exist.
 
+The baselines these are compared with live with the bundled tasks
+(`keras_multimodel.data.bundled.baselines`).
+
 BLEU is keras-hub's corpus BLEU (`keras_hub.metrics.Bleu`, 4-gram, no smoothing),
 reported on a 0-100 scale; word error rate is keras-hub's `EditDistance` over
 words, normalised by the reference length and summed over the corpus.
 """
 
-import collections
 import warnings
 
 import keras_hub
@@ -78,7 +80,12 @@ def exact_match(references, hypotheses):
     return float(np.mean(same)) if same else 0.0
 
 
-def _pairs(parse):
+def parse_pairs(parse):
+    """A linearised parse as (label, head offset) pairs.
+
+    >>> parse_pairs("det +1 root 0")
+    [('det', '+1'), ('root', '0')]
+    """
     words = parse.split()
     return [(words[i], words[i + 1]) for i in range(0, len(words) - 1, 2)]
 
@@ -95,20 +102,9 @@ def attachment_scores(references, hypotheses):
     """
     total = unlabelled = labelled = 0
     for reference, hypothesis in zip(references, hypotheses, strict=True):
-        gold, guess = _pairs(reference), _pairs(hypothesis)
+        gold, guess = parse_pairs(reference), parse_pairs(hypothesis)
         total += len(gold)
         for (label, head), predicted in zip(gold, guess):  # noqa: B905 (shorter = wrong)
             unlabelled += head == predicted[1]
             labelled += head == predicted[1] and label == predicted[0]
     return (unlabelled / total, labelled / total) if total else (0.0, 0.0)
-
-
-def majority_parser(training_parses):
-    """The trivial parser: every token gets the most common training (label, offset).
-
-    >>> majority_parser(["det +1 root 0", "det +1 nsubj +1 root 0"])("a b c")
-    'det +1 det +1 det +1'
-    """
-    counts = collections.Counter(pair for p in training_parses for pair in _pairs(p))
-    label, offset = counts.most_common(1)[0][0]
-    return lambda sentence: " ".join(f"{label} {offset}" for _ in sentence.split())

@@ -191,3 +191,15 @@ def test_full_size_data():
     else:
         with pytest.raises(DataError, match="apt-get install dataset-fashion-mnist"):
             bundled.load_examples("classify_image", "train", "full")
+
+
+def test_the_nearest_log_mel_baseline_finds_the_utterance_that_sounds_alike():
+    from keras_multimodel.data.bundled import baselines
+
+    t = np.arange(16000) / 16000
+    low, high = np.sin(2 * np.pi * 200 * t), np.sin(2 * np.pi * 3000 * t)
+    transcribe = baselines.nearest_neighbour_transcript(
+        [low, high, 0.1 * low + high], ["low hum", "high whistle", "mostly whistle"]
+    )
+    queries = [0.5 * low[:12000], 0.8 * high[:8000]]  # quieter, shorter
+    assert transcribe(queries) == ["low hum", "high whistle"]

@@ -130,12 +130,23 @@ def test_evaluate_prints_the_table_and_saves_it(trained_run):
     code, out, err = finish(cli("evaluate", f"--model_dir={run_dir}", "--max_examples=16"))
     assert code == 0, err[-3000:]
     table = [line for line in out.splitlines() if line.startswith("| ")]
-    assert table[0].startswith("| task | metric | model | baseline")
-    rows = {tuple(cell.strip() for cell in line.split("|")[1:3]) for line in table[1:]}
-    assert rows == {("classify_image", "accuracy"), ("parse_en", "LAS"),
-                    ("parse_en", "exact match"), ("parse_en", "UAS")}  # fmt: skip
+    assert table[0].startswith("| task | metric | model | trivial baseline | learned baseline")
+    cells = {tuple(c.strip() for c in line.split("|")[1:6]) for line in table[2:]}
+    rows = {cell[:2] for cell in cells}
+    assert rows == {
+        ("classify_image", "accuracy"), ("classify_image", "log-loss"),
+        ("parse_en", "LAS"), ("parse_en", "UAS"), ("parse_en", "exact match"),
+        ("parse_en", "token accuracy (teacher forced)"),
+        ("parse_en", "log-perplexity (teacher forced)"),
+    }  # fmt: skip
+    accuracy = next(cell for cell in cells if cell[:2] == ("classify_image", "accuracy"))
+    assert accuracy[3].startswith("majority class ")  # the trivial baseline, scored
+    assert accuracy[4].startswith("nearest class centroid ")  # the learned one
     saved = json.loads((run_dir / "evaluation.json").read_text())
-    assert len(saved["rows"]) == 4 and saved["skipped"] == []
+    assert len(saved["rows"]) == 7 and saved["skipped"] == []
+    las = next(r for r in saved["rows"] if r["metric"] == "LAS")
+    assert set(las["baselines"]) == {"majority label+head", "per-word majority"}
+    assert las["learned"] == ["per-word majority"]
 
 
 def test_evaluate_refuses_a_test_set_it_cannot_read_unless_told_to_skip_it(trained_run):
@@ -363,9 +374,12 @@ def test_a_task_registered_outside_the_package_trains_evaluates_and_predicts(
     )
     train(tmp_path, config, verbose=0)
     rows = evaluate(tmp_path)
-    assert {(row["task"], row["metric"], row["baseline"]) for row in rows} == {
-        ("reverse_words", "exact match", "copy the input"),
-        ("bright_quadrant", "accuracy", None),
+    assert {(row["task"], row["metric"], tuple(row["baselines"])) for row in rows} == {
+        ("reverse_words", "exact match", ("copy the input",)),
+        ("reverse_words", "token accuracy (teacher forced)", ()),
+        ("reverse_words", "log-perplexity (teacher forced)", ()),
+        ("bright_quadrant", "accuracy", ()),
+        ("bright_quadrant", "log-loss", ()),
     }
     assert all(row["examples"] == 16 for row in rows)
     assert isinstance(predict(tmp_path, "reverse_words", "red cat"), str)

@@ -230,3 +230,25 @@ def test_examples_that_are_not_pairs_fail_in_mixture():
     )
     with pytest.raises(ValueError, match=r"'t' examples must be \(inputs, targets\) pairs"):
         kmm.data.mixture({"t": dataset}, 2, tasks=[task])
+
+
+def test_a_task_stored_in_order_is_shuffled_across_the_whole_split():
+    """Examples stored in a meaningful order (like Bible books) must not be walked in
+    that order: the first 8 batches of 8 draw from the whole 1,000-example split, and
+    the next epoch draws a new order."""
+    text = Text(vocab_size=1100, max_length=4, end_token_id=None)
+    task = kmm.Task("ordered", text, text)
+    ids = np.arange(2, 1002, dtype="int32")[:, None]  # example i holds the id i + 2
+    dataset = tf.data.Dataset.from_tensor_slices((ids, ids))
+    batches = kmm.data.mixture({"ordered": dataset}, 8, tasks=[task], seed=0, num_buckets=1)
+    seen = [
+        int(x) - 2
+        for batch in batches.take(125 * 2)  # two epochs of 1,000 examples
+        for x in batch["text_to_text"]["inputs"].numpy()[:, 0]
+    ]
+    first_window = np.array(seen[:64])
+    assert first_window.max() - first_window.min() > 800  # not the first ~100 examples
+    assert len(set(first_window // 100)) >= 8  # from at least 8 of the 10 tenths
+    first_epoch, second_epoch = seen[:1000], seen[1000:]
+    assert sorted(first_epoch) == list(range(1000))  # every example once per epoch
+    assert first_epoch != second_epoch  # reshuffled every epoch

@@ -324,3 +324,29 @@ def test_mixed_precision_forward_loss_and_generate(rng):
     assert np.isfinite(loss) and loss > 0
     tokens = model.generate("copy", batch["text_to_text"]["inputs"], max_length=5)
     assert tokens.shape == (3, 5)
+
+
+def test_score_gives_teacher_forced_token_counts_accuracy_and_log_likelihood(rng):
+    model = make_model()
+    batch = make_batch(rng)
+    sub_batch = batch["text_to_text"]
+    rows = sub_batch["task_id"] == model.plan.task_index["reverse"]
+    inputs, targets = sub_batch["inputs"][rows], sub_batch["targets"][rows]
+    sums = model.score("reverse", inputs, targets)
+    # The same from the model's teacher-forced logits, in numpy, without label smoothing.
+    task_ids = np.full(len(targets), model.plan.task_index["reverse"], "int32")
+    logits = to_numpy(
+        model({"text_to_text": {"inputs": inputs, "targets": targets, "task_id": task_ids}})[
+            "text_to_text"
+        ]
+    )
+    log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    real = targets != 0
+    picked = np.take_along_axis(log_probs, targets[..., None], -1)[..., 0]
+    assert int(sums["tokens"]) == real.sum()
+    np.testing.assert_allclose(sums["log_likelihood"], picked[real].sum(), rtol=1e-4)
+    assert int(sums["correct"]) == (logits.argmax(-1) == targets)[real].sum()
+    labels = model.score("label", batch["image_to_class_label"]["inputs"], np.array([1, 3]))
+    assert int(labels["tokens"]) == 2 and labels["log_likelihood"] < 0
+    with pytest.raises(ValueError, match="integer class or token ids"):
+        model.score("label", batch["image_to_class_label"]["inputs"], np.array([1.0, 3.0]))

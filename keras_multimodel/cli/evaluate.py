@@ -38,15 +38,21 @@ def load_run(model_dir):
     return keras.saving.load_model(path), settings
 
 
+def _batches(examples, batch_size):
+    """`(chunk, count)`: fixed-size chunks, the last one padded by repeating its last
+    example (the same shape, so no new compile); `count` examples are real."""
+    for start in range(0, len(examples), batch_size):
+        chunk = list(examples[start : start + batch_size])
+        count = len(chunk)
+        yield chunk + [chunk[-1]] * (batch_size - count), count
+
+
 def predict_batched(model, record, examples, batch_size=64, progress=None):
     """Greedy outputs of `model` for a list of `record`'s raw inputs, in batches of
     one fixed shape (one compiled program per task)."""
     input_net = model.nets_of(record.name)[0]
     outputs = []
-    for start in range(0, len(examples), batch_size):
-        chunk = list(examples[start : start + batch_size])
-        count = len(chunk)
-        chunk += [chunk[-1]] * (batch_size - count)  # pad the last batch: no new compile
+    for chunk, count in _batches(examples, batch_size):
         inputs = record.inputs.model_inputs(chunk, input_net, model.tokenizer)
         outputs.extend(list(model.generate(record.name, inputs))[:count])
         if progress is not None:
@@ -54,30 +60,51 @@ def predict_batched(model, record, examples, batch_size=64, progress=None):
     return outputs
 
 
+def teacher_forced(model, record, inputs, targets, batch_size=64):
+    """The paper's per-token metrics under teacher forcing (`MultiModel.score`):
+    `{metric: value}`, accuracy and log-perplexity (log-loss for labels)."""
+    input_net, target_net = model.nets_of(record.name)
+    totals = {"tokens": 0.0, "correct": 0.0, "log_likelihood": 0.0}
+    pairs = list(zip(inputs, targets, strict=True))
+    for chunk, count in _batches(pairs, batch_size):
+        chunk = chunk[:count]  # scores are sums: no padding examples
+        batch_inputs = record.inputs.model_inputs([x for x, _ in chunk], input_net, model.tokenizer)
+        batch_targets = record.targets.model_targets(
+            [y for _, y in chunk], target_net, model.tokenizer
+        )
+        for name, value in model.score(record.name, batch_inputs, batch_targets).items():
+            totals[name] += float(value)
+    accuracy = totals["correct"] / totals["tokens"]
+    nll = -totals["log_likelihood"] / totals["tokens"]
+    if target_net.is_sequence:
+        return {"token accuracy (teacher forced)": (accuracy, True),
+                "log-perplexity (teacher forced)": (nll, False)}  # fmt: skip
+    return {"log-loss": (nll, False)}
+
+
 def score(record, references, outputs, inputs, predictors):
-    """Table rows: each metric of `record` for the model and each fitted baseline."""
-    baselines = [(name, predict(inputs)) for name, predict in predictors] or [(None, None)]
-    rows = []
-    for metric in record.metrics:
-        model_score = metric.fn(references, outputs)
-        for name, predicted in baselines:
-            rows.append(
-                {
-                    "metric": metric.name,
-                    "model": model_score,
-                    "baseline": name,
-                    "baseline_score": None if name is None else metric.fn(references, predicted),
-                    "higher_is_better": metric.higher_is_better,
-                }
-            )
-    return rows
+    """Table rows: each metric of `record` for the model and every fitted baseline."""
+    predicted = {name: predict(inputs) for name, _, predict in predictors}
+    learned = [name for name, is_learned, _ in predictors if is_learned]
+    return [
+        {
+            "metric": metric.name,
+            "model": metric.fn(references, outputs),
+            "higher_is_better": metric.higher_is_better,
+            "baselines": {name: metric.fn(references, out) for name, out in predicted.items()},
+            "learned": learned,
+        }
+        for metric in record.metrics
+    ]
 
 
 def evaluate(model_dir, batch_size=64, max_examples=None, skip_unavailable=False):
     """Scores a trained run on every task's test splits; prints and returns the rows.
 
-    A task whose test data cannot be read is an error, unless `skip_unavailable`:
-    then it is left out and the table says why.
+    Each task metric stands beside the task's baselines (fitted on its training
+    split), and the paper's teacher-forced per-token metrics follow. A task whose
+    test data cannot be read is an error, unless `skip_unavailable`: then it is left
+    out and the table says why.
     """
     model, settings = load_run(model_dir)
     data_size = settings.get("data_size", "small")
@@ -102,12 +129,16 @@ def evaluate(model_dir, batch_size=64, max_examples=None, skip_unavailable=False
                 inputs, references = inputs[:max_examples], references[:max_examples]
             if predictors is None:  # fitted once per task, on its training split
                 train = record.load_examples("train", data_size)
-                predictors = [(b.name, b.fit(*train)) for b in record.baselines]
+                predictors = [(b.name, b.learned, b.fit(*train)) for b in record.baselines]
             print(f"{name}: decoding {len(references)} examples")
             progress = keras.utils.Progbar(len(references))
             outputs = predict_batched(model, record, inputs, batch_size, progress)
-            for row in score(record, references, outputs, inputs, predictors):
-                rows.append({"task": name, **row, "examples": len(references)})
+            task_rows = score(record, references, outputs, inputs, predictors)
+            forced = teacher_forced(model, record, inputs, references, batch_size)
+            for metric, (value, higher_is_better) in forced.items():
+                task_rows.append({"metric": metric, "model": value, "baselines": {},
+                                  "learned": [], "higher_is_better": higher_is_better})  # fmt: skip
+            rows.extend({"task": name, **row, "examples": len(references)} for row in task_rows)
             shown = record.targets.show(references[0]), record.targets.show(outputs[0])
             print(f"  e.g. {shown[0]!r} -> {shown[1]!r}")
     print_table(rows, skipped)
@@ -119,15 +150,28 @@ def evaluate(model_dir, batch_size=64, max_examples=None, skip_unavailable=False
     return rows
 
 
+def beats_baselines(row):
+    """Whether the model's score is better than every baseline's on this row."""
+    better = (lambda a, b: a > b) if row["higher_is_better"] else (lambda a, b: a < b)
+    return all(better(row["model"], score) for score in row["baselines"].values())
+
+
 def print_table(rows, skipped=()):
-    """The rows as a Markdown table (model beside baseline), then what was skipped."""
-    print("\n| task | metric | model | baseline | baseline score | examples |")
+    """The rows as a Markdown table (model beside its baselines), then what was skipped.
+
+    The model's score is in bold where it beats every baseline of its row.
+    """
+    print("\n| task | metric | model | trivial baseline | learned baseline(s) | examples |")
     print("|---|---|---|---|---|---|")
     for row in rows:
-        baseline = "-" if row["baseline"] is None else f"{row['baseline_score']:.3f}"
-        print(
-            f"| {row['task']} | {row['metric']} | {row['model']:.3f} | "
-            f"{row['baseline'] or '-'} | {baseline} | {row['examples']} |"
-        )
+        model = f"{row['model']:.3f}"
+        if row["baselines"] and beats_baselines(row):
+            model = f"**{model}**"
+        cells = {True: [], False: []}
+        for name, value in row["baselines"].items():
+            cells[name in row["learned"]].append(f"{name} {value:.3f}")
+        trivial, learned = ("; ".join(cells[kind]) or "-" for kind in (False, True))
+        print(f"| {row['task']} | {row['metric']} | {model} | {trivial} | {learned} | "
+              f"{row['examples']} |")  # fmt: skip
     for item in skipped:
         print(f"\nSkipped {item['task']}: {item['reason']}")

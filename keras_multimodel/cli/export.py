@@ -28,10 +28,17 @@ def export(model_dir, export_dir, tasks=None, sampler="greedy"):
     signatures, names = bundled.serving_options(tasks)
     staging = export_dir.with_name(f".{export_dir.name}.tmp-{os.getpid()}")
     try:
-        model.export(
-            staging, tasks=tasks, sampler=sampler, input_signatures=signatures, label_names=names
+        described = model.export(
+            staging,
+            tasks=tasks,
+            sampler=sampler,
+            input_signatures=signatures,
+            label_names=names,
+            verbose=False,
         )
         os.rename(staging, export_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    for name, inputs in described.items():
+        print(f"signature {name!r}: inputs {', '.join(inputs)}")
     print(f"Exported {', '.join(tasks)} ({sampler} decoding) to {export_dir}.")

@@ -89,6 +89,10 @@ def train_config():
 
 def _run(command):
     import keras
+    from absl import logging
+
+    if not FLAGS["verbosity"].present:  # TensorFlow's INFO lines, unless asked for
+        logging.set_verbosity(logging.WARNING)
 
     print(f"keras {keras.__version__}, backend {keras.backend.backend()}")
     if command == "train":

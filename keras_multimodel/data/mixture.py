@@ -124,7 +124,7 @@ def mixture(
     rates=None,
     num_buckets=4,
     repeat=True,
-    shuffle_buffer=256,
+    shuffle_buffer="full",
     seed=None,
     cap=None,
     temperature=2.0,
@@ -154,7 +154,11 @@ def mixture(
         num_buckets: padded lengths per variable-length tensor.
         repeat: repeat every task forever (train with `steps_per_epoch`); with
             False the mixture ends when its first group runs out.
-        shuffle_buffer: examples shuffled per task; 0 to keep the order.
+        shuffle_buffer: examples shuffled per task: "full" (the default) shuffles
+            a task of known size completely, a new permutation every epoch (a
+            buffer as large as the task; stored data sets are often in a meaningful
+            order, e.g. Bible books), and a task of unknown size with a buffer of
+            `FALLBACK_SHUFFLE_BUFFER`; an int sets the buffer; 0 keeps the order.
         seed: seed of shuffling and task sampling.
         cap: largest size counted per task by "proportional" and "temperature".
         temperature: the "temperature" strategy's temperature.
@@ -187,6 +191,11 @@ def mixture(
         raise InputError(f"mixture: `batch_size` must be a positive int; got {batch_size!r}.")
     if isinstance(num_buckets, bool) or not isinstance(num_buckets, int) or num_buckets < 1:
         raise InputError(f"mixture: `num_buckets` must be a positive int; got {num_buckets!r}.")
+    is_count = isinstance(shuffle_buffer, int) and not isinstance(shuffle_buffer, bool)
+    if shuffle_buffer != "full" and not (is_count and shuffle_buffer >= 0):
+        raise InputError(
+            f'mixture: `shuffle_buffer` must be "full" or an int >= 0; got {shuffle_buffer!r}.'
+        )
     rates = _rates(plan, datasets, rates, cap, temperature)
 
     groups, max_lengths = {}, {}
@@ -244,6 +253,22 @@ def _limited_tensors(task, example):
                 yield role, tensor, limit
 
 
+FALLBACK_SHUFFLE_BUFFER = 10_000
+
+
+def shuffle_buffer_size(dataset, shuffle_buffer):
+    """The buffer `mixture` shuffles `dataset` with ("full": its size, when known).
+
+    >>> import tensorflow as tf
+    >>> shuffle_buffer_size(tf.data.Dataset.range(300), "full")
+    300
+    """
+    if shuffle_buffer != "full":
+        return shuffle_buffer
+    size = int(dataset.cardinality())
+    return size if size > 0 else FALLBACK_SHUFFLE_BUFFER
+
+
 def _task_stream(plan, name, dataset, repeat, shuffle_buffer, seed):
     task = plan.task(name)
     task_id = plan.task_index[name]
@@ -272,8 +297,9 @@ def _task_stream(plan, name, dataset, repeat, shuffle_buffer, seed):
                 f"mixture: task {name!r} {role} have length {spec.shape[0]}, over the "
                 f"modality's max_length={limit}; shorten them or raise max_length."
             )
-    if shuffle_buffer:
-        stream = stream.shuffle(shuffle_buffer, seed=seed)
+    buffer = shuffle_buffer_size(dataset, shuffle_buffer)
+    if buffer:
+        stream = stream.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
     return stream.repeat() if repeat else stream
 
 

@@ -9,49 +9,13 @@ from keras import ops
 
 from keras_multimodel.errors import InputError
 from keras_multimodel.modalities import Text
+from keras_multimodel.models.compiling import compile_function
 from keras_multimodel.tokenization import ids_to_texts, pad_rows, texts_to_ids
 
 SAMPLERS = {
     "greedy": lambda: keras_hub.samplers.GreedySampler(),
     "beam": lambda: keras_hub.samplers.BeamSampler(num_beams=4),
 }
-
-
-def _compile(model, fn, state=()):
-    """`fn(*tensors)` compiled once per input shape, reading the model's current weights.
-
-    `state` holds variables `fn` updates, such as a random sampler's seed: on JAX
-    (pure functions) their new values come back out of the compiled function and
-    are assigned, so every call draws new random numbers, as on TensorFlow.
-    """
-    backend = keras.backend.backend()
-    if backend == "jax":
-        import jax
-
-        variables, state = list(model.variables), list(state)
-
-        def stateless(values, state_values, *args):
-            mapping = zip(variables + state, values + state_values, strict=True)
-            with keras.StatelessScope(state_mapping=mapping) as scope:
-                outputs = fn(*args)
-            return outputs, [scope.get_current_value(v) for v in state]
-
-        jitted = jax.jit(stateless)
-
-        def call(*args):
-            outputs, new_state = jitted(
-                [v.value for v in variables], [v.value for v in state], *args
-            )
-            for variable, value in zip(state, new_state, strict=True):
-                variable.assign(value)
-            return outputs
-
-        return call
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        return tf.function(fn, jit_compile=True, reduce_retracing=True)
-    return fn
 
 
 def _clear_after_end(tokens, end_token_id):
@@ -131,7 +95,7 @@ class GenerationMixin:
             )
         decoding = self.decoding_function(task.name, max_length, sampler, use_cache, stop_at_end)
         if decoding.key not in self._generate_functions:
-            self._generate_functions[decoding.key] = _compile(
+            self._generate_functions[decoding.key] = compile_function(
                 self, decoding.function, state=decoding.state
             )
         command = np.asarray(self.plan.command_index[task.name], "int32")

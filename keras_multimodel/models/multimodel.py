@@ -9,6 +9,7 @@ from keras_multimodel.errors import InputError
 from keras_multimodel.models.body import Decoder, Encoder, IOMixer
 from keras_multimodel.models.generation import GenerationMixin
 from keras_multimodel.models.presets import BodyConfig
+from keras_multimodel.models.scoring import ScoringMixin
 from keras_multimodel.models.training import TrainingMixin
 from keras_multimodel.task import Task, TaskPlan
 
@@ -16,7 +17,7 @@ BATCH_KEYS = ("inputs", "targets", "task_id")
 
 
 @keras.saving.register_keras_serializable(package="keras_multimodel")
-class MultiModel(GenerationMixin, TrainingMixin, keras.Model):
+class MultiModel(GenerationMixin, ScoringMixin, TrainingMixin, keras.Model):
     """One model for many tasks and modalities (Kaiser et al., 2017).
 
     Each task's input modality net (bottom) maps raw inputs to a sequence

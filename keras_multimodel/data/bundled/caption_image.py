@@ -28,6 +28,9 @@ RECORD = register(
         targets=TextFormat(),
         examples=examples,
         metrics=(Metric("BLEU (smoothed)", functools.partial(evaluation.bleu, smooth=True)),),
-        baselines=(Baseline("empty output", baselines.empty_output),),
+        baselines=(
+            Baseline("empty output", baselines.empty_output),
+            Baseline("nearest image's caption", baselines.nearest_neighbour_caption, learned=True),
+        ),
     )
 )

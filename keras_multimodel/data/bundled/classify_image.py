@@ -61,6 +61,9 @@ RECORD = register(
         targets=LabelFormat(CLASSES),
         examples=examples,
         metrics=(Metric("accuracy", evaluation.accuracy),),
-        baselines=(Baseline("majority class", baselines.majority_class),),
+        baselines=(
+            Baseline("majority class", baselines.majority_class),
+            Baseline("nearest class centroid", baselines.nearest_centroid, learned=True),
+        ),
     )
 )

@@ -49,6 +49,10 @@ class Format:
         """Raw examples -> one batch for `MultiModel.generate`, padded to fixed shapes."""
         raise DataError(f"{type(self).__name__} cannot be a task's input")
 
+    def model_targets(self, values, net, tokenizer):
+        """Raw targets -> one batch of target ids for `MultiModel.score`."""
+        raise DataError(f"{type(self).__name__} cannot be a task's target")
+
     def read(self, value):
         """One raw example from a `predict --input` value (a path or text)."""
         raise DataError(f"{type(self).__name__} cannot be read as an input")
@@ -175,6 +179,15 @@ class TextFormat(Format):
             )
         return pad_rows(rows, net.max_length)
 
+    def model_targets(self, values, net, tokenizer):
+        rows = texts_to_ids(tokenizer, values, add_end=True)
+        longest = max(len(row) for row in rows)
+        if longest > net.max_length:
+            raise DataError(
+                f"a target is {longest} tokens long; the model takes at most {net.max_length}"
+            )
+        return pad_rows(rows, net.max_length)
+
     def read(self, value):
         return value
 
@@ -194,6 +207,9 @@ class LabelFormat(Format):
         return ClassLabel(len(self.names))
 
     def dataset_values(self, values, role, tokenizer, max_length, where):
+        return np.asarray(values, "int32")
+
+    def model_targets(self, values, net, tokenizer):
         return np.asarray(values, "int32")
 
     def show(self, value):

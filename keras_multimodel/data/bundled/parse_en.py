@@ -29,6 +29,9 @@ RECORD = register(
             Metric("UAS", lambda refs, outs: evaluation.attachment_scores(refs, outs)[0]),
             Metric("exact match", evaluation.exact_match),
         ),
-        baselines=(Baseline("majority label+head", baselines.majority_parser),),
+        baselines=(
+            Baseline("majority label+head", baselines.majority_parser),
+            Baseline("per-word majority", baselines.lexicalised_parser, learned=True),
+        ),
     )
 )

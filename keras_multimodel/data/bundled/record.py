@@ -26,10 +26,13 @@ class Metric:
 @dataclasses.dataclass(frozen=True)
 class Baseline:
     """A simple method to compare with: `fit(train_inputs, train_targets)` returns a
-    function from a list of raw inputs to a list of outputs, like the model's."""
+    function from a list of raw inputs to a list of outputs, like the model's.
+    `learned`: it learns from the training split (nearest neighbour, retrieval...),
+    rather than giving a floor (majority, empty output)."""
 
     name: str
     fit: Callable
+    learned: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

@@ -28,7 +28,10 @@ def _record(name, description, source, target):
             targets=TextFormat(),
             examples=_examples(source, target),
             metrics=(Metric("BLEU", evaluation.bleu),),
-            baselines=(Baseline("copy the input", baselines.copy_the_input),),
+            baselines=(
+                Baseline("copy the input", baselines.copy_the_input),
+                Baseline("word-overlap retrieval", baselines.retrieval_translation, learned=True),
+            ),
         )
     )
 

@@ -1,0 +1,75 @@
+"""`MultiModel.score`: the paper's per-token metrics under teacher forcing."""
+
+import numpy as np
+from keras import ops
+
+from keras_multimodel.errors import InputError
+from keras_multimodel.models.compiling import compile_function
+
+
+class ScoringMixin:
+    """Per-token accuracy and log-perplexity of a task's targets, for `MultiModel`."""
+
+    def score(self, task, inputs, targets):
+        """Scores one batch of `(inputs, targets)` under teacher forcing.
+
+        The decoder sees the true previous targets (as in training) and every target
+        position is scored: its log-likelihood without label smoothing, and whether
+        the most likely token (or class) is the target. These are the quantities the
+        paper compares joint and single-task training with (per-token accuracy and
+        log-perplexity); a label target is one position (accuracy and log-loss).
+
+        Args:
+            task: task name.
+            inputs: a batch of raw inputs, as `generate` takes them (no strings).
+            targets: class ids `(B,)`, or token ids `(B, T)` with 0 as padding and
+                the end token included.
+
+        Returns:
+            numpy `{"tokens", "correct", "log_likelihood"}`: sums over the batch's
+            real target positions. Log-perplexity is
+            `-log_likelihood / tokens`, accuracy `correct / tokens`.
+
+        Example:
+        >>> import numpy as np
+        >>> import keras_multimodel as kmm
+        >>> from keras_multimodel.modalities import ClassLabel, Image
+        >>> model = kmm.MultiModel([kmm.Task("d", Image(channels=1), ClassLabel(10))])
+        >>> sums = model.score("d", np.zeros((4, 8, 8, 1), "uint8"), np.array([1, 2, 3, 4]))
+        >>> int(sums["tokens"]), bool(sums["log_likelihood"] < 0)
+        (4, True)
+        """
+        task = self.plan.task(task)
+        input_net, target_net = self.nets_of(task.name)
+        inputs = input_net.check_inputs(inputs, task.name)
+        targets = np.asarray(targets)
+        if "int" not in targets.dtype.name:
+            raise InputError(
+                f"score({task.name!r}): targets must be integer class or token ids; received "
+                f"dtype {targets.dtype.name}."
+            )
+        key = (self.plan.group[task.name], "score")
+        if key not in self._generate_functions:
+            self._generate_functions[key] = compile_function(self, self._scores)
+        sub_batch = {
+            "inputs": inputs,
+            "targets": targets.astype("int32"),
+            "task_id": np.full(len(targets), self.plan.task_index[task.name], "int32"),
+        }
+        sums = self._generate_functions[key]({self.plan.group[task.name]: sub_batch})
+        return {name: np.asarray(ops.convert_to_numpy(value)) for name, value in sums.items()}
+
+    def _scores(self, batch):
+        (group, sub_batch), = batch.items()
+        target_net = self.nets_of(self.plan.groups[group][0])[1]
+        logits = ops.cast(self(batch, training=False)[group], "float32")  # (B, T, V)
+        tokens = target_net.target_tokens(sub_batch["targets"])  # (B, T)
+        mask = target_net.target_mask(tokens)
+        log_probs = ops.log_softmax(logits, axis=-1)
+        picked = ops.take_along_axis(log_probs, tokens[..., None], axis=-1)[..., 0]
+        hits = ops.cast(ops.equal(ops.argmax(logits, axis=-1), tokens), "float32")
+        return {
+            "tokens": ops.sum(mask),
+            "correct": ops.sum(hits * mask),
+            "log_likelihood": ops.sum(picked * mask),
+        }
