@@ -18,7 +18,7 @@ class StopAtStep(keras.callbacks.Callback):
     `fit` counts whole epochs; this ends the last one early, so a run of
     `steps` steps trains exactly that many, also when `steps` is not a multiple of
     `steps_per_epoch`, and also after resuming from a backup (the optimizer's step
-    count is part of it).
+    count is part of it: put this callback after the one that restores it).
 
     Example:
     >>> stop = StopAtStep(30)  # model.fit(..., epochs=2, steps_per_epoch=20, callbacks=[stop])
@@ -27,16 +27,22 @@ class StopAtStep(keras.callbacks.Callback):
     def __init__(self, steps):
         super().__init__()
         self.steps = int(steps)
+        self._taken = self._epoch_start = 0
 
-    def _check(self):
-        if int(self.model.optimizer.iterations) >= self.steps:
+    # The step count is read from the optimizer once, then counted here: reading a
+    # variable from a callback makes Keras's JAX trainer sync its whole state.
+    def on_train_begin(self, logs=None):
+        self._taken = int(self.model.optimizer.iterations)
+        if self._taken >= self.steps:
             self.model.stop_training = True
 
-    def on_train_begin(self, logs=None):
-        self._check()
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = self._taken
 
     def on_train_batch_end(self, batch, logs=None):
-        self._check()
+        self._taken = self._epoch_start + batch + 1  # `batch`: the epoch's last step so far
+        if self._taken >= self.steps:
+            self.model.stop_training = True
 
 
 class AtomicBackupAndRestore(keras.callbacks.Callback):

@@ -200,6 +200,8 @@ def test_export_arguments_are_checked(bundled_model, tmp_path):
         bundled_model.export(tmp_path / "x", label_names={"classify_image": ["a", "b"]})
     with pytest.raises(ValueError, match="Unknown task 'nope'"):
         bundled_model.export(tmp_path / "x", tasks=["nope"])
+    with pytest.raises(ValueError, match="Unknown task 'classify'"):
+        bundled_model.export(tmp_path / "x", input_signatures={"classify": {}})
     assert not (tmp_path / "x").exists()
 
 

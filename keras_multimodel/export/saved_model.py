@@ -71,6 +71,8 @@ def export_saved_model(
         )
     input_signatures = dict(input_signatures or {})
     label_names = dict(label_names or {})
+    for name in input_signatures:
+        model.plan.task(name)  # an unknown name lists the model's tasks
     for name, classes in label_names.items():
         target_net = model.nets_of(model.plan.task(name).name)[1]
         if len(classes) != getattr(target_net, "num_classes", -1):
@@ -89,7 +91,7 @@ def export_saved_model(
             model, task, sampler, core_of, module.sentence_piece,
             input_signatures.get(task.name), label_names.get(task.name),
         )  # fmt: skip
-        setattr(module, task.name, serve)
+        setattr(module, f"serve_{task.name}", serve)  # kept apart from the module's own
         signatures[task.name] = serve.get_concrete_function()
     signatures.setdefault("serving_default", signatures[tasks[0].name])
     tf.saved_model.save(module, str(filepath), signatures=signatures)
