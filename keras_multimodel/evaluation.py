@@ -93,7 +93,7 @@ def parse_pairs(parse):
 def attachment_scores(references, hypotheses):
     """Unlabelled and labelled attachment scores of linearised parses.
 
-    A parse is "label offset" per token (see `keras_multimodel.data.paper`); token i
+    A parse is "label offset" per token (see `keras_multimodel.data.bundled.parse_en`); token i
     of the hypothesis is scored against token i of the reference, and missing
     tokens count as wrong.
 

@@ -113,6 +113,17 @@ def test_train_steps_below_one_epoch_train_exactly_that_many(tmp_path):
     assert not (tmp_path / "run" / "tokenizer.model").exists()  # no text task, no vocabulary
 
 
+def test_the_default_learning_rate_scales_with_the_presets_width(tmp_path):
+    assert TrainConfig().peak_learning_rate == 0.005  # tiny: 0.04 / sqrt(64)
+    assert TrainConfig(preset="base").peak_learning_rate == 0.0025  # 0.04 / sqrt(256)
+    assert TrainConfig(preset="base", learning_rate=1e-4).peak_learning_rate == 1e-4
+    assert TrainConfig().to_dict()["learning_rate"] == 0.005  # what a run records
+    config = TrainConfig(tasks=("classify_image",), train_steps=1, batch_size=4)
+    train(tmp_path / "run", config, verbose=0)
+    settings = json.loads((tmp_path / "run" / "train_settings.json").read_text())
+    assert settings["learning_rate"] == 0.005
+
+
 def test_training_again_into_a_finished_run_is_refused(trained_run):
     run_dir = trained_run[0]
     code, _, err = finish(cli("train", f"--output_dir={run_dir}", *TRAIN_ARGS))

@@ -9,6 +9,11 @@ from keras_multimodel.data import bundled
 from keras_multimodel.data.mixture import STRATEGIES
 from keras_multimodel.errors import InputError
 
+# Peak learning rate x sqrt(hidden size). Measured on the main job (`tiny`, 1,800
+# steps, TF; benchmarks/README.md): 2e-3 -> BLEU ~2 and LAS ~0.2; 5e-3 -> BLEU ~4.3,
+# LAS 0.39; 1e-2 diverges on some tasks (accuracy 0.69, BLEU 0).
+LEARNING_RATE_SCALE = 0.04
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
@@ -26,7 +31,10 @@ class TrainConfig:
             when the tasks' texts support fewer).
         num_buckets: padded lengths per variable-length input (compiled programs).
         validation_steps: validation batches after every epoch.
-        learning_rate: peak learning rate (Adam, warm-up then cosine decay).
+        learning_rate: peak learning rate (Adam, warm-up then cosine decay); None
+            (the default) scales it with the preset's width,
+            `LEARNING_RATE_SCALE / sqrt(hidden_size)` (the Transformer's rule): 5e-3
+            for `tiny` (64 wide), 2.5e-3 for `base`, 1.8e-3 for `paper`.
         seed: random seed of initialisation and data order.
     """
 
@@ -40,7 +48,7 @@ class TrainConfig:
     vocabulary_size: int = 4000
     num_buckets: int = 2
     validation_steps: int = 4
-    learning_rate: float = 2e-3
+    learning_rate: float | None = None
     seed: int = 0
 
     @property
@@ -52,7 +60,9 @@ class TrainConfig:
         for name in ("train_steps", "steps_per_epoch", "batch_size", "vocabulary_size",
                      "num_buckets", "validation_steps"):  # fmt: skip
             check_positive(name, getattr(self, name))
-        if not isinstance(self.learning_rate, (int, float)) or not self.learning_rate > 0:
+        if self.learning_rate is not None and (
+            not isinstance(self.learning_rate, (int, float)) or not self.learning_rate > 0
+        ):
             raise InputError(f"--learning_rate must be > 0; received {self.learning_rate!r}")
         if self.seed < 0:
             raise InputError(f"--seed must be >= 0; received {self.seed}")
@@ -79,8 +89,23 @@ class TrainConfig:
             )
         return records
 
+    @property
+    def peak_learning_rate(self):
+        """`learning_rate`, or the preset's default when it is None."""
+        if self.learning_rate is not None:
+            return float(self.learning_rate)
+        from keras_multimodel.models import BodyConfig
+
+        hidden_size = BodyConfig.from_preset(self.preset).hidden_size
+        return round(LEARNING_RATE_SCALE / math.sqrt(hidden_size), 6)
+
     def to_dict(self):
-        return {**dataclasses.asdict(self), "tasks": list(self.tasks)}
+        """The settings as recorded in a run (the learning rate resolved)."""
+        return {
+            **dataclasses.asdict(self),
+            "tasks": list(self.tasks),
+            "learning_rate": self.peak_learning_rate,
+        }
 
 
 @dataclasses.dataclass(frozen=True)

@@ -47,7 +47,10 @@ def _define_flags():
         "vocabulary_size", _TRAIN.vocabulary_size, "train: pieces of the shared vocabulary."
     )
     flags.DEFINE_float(
-        "learning_rate", _TRAIN.learning_rate, "train: peak learning rate (Adam, cosine decay)."
+        "learning_rate",
+        _TRAIN.learning_rate,
+        "train: peak learning rate (Adam, cosine decay); default: 0.04 / sqrt(the preset's "
+        "hidden size), 5e-3 for tiny.",
     )
     flags.DEFINE_integer("seed", _TRAIN.seed, "train: random seed.")
     flags.DEFINE_integer("max_examples", None, "evaluate: at most this many test examples a task.")

@@ -112,7 +112,7 @@ def _train(output_dir, config, verbose):
 
     steps = config.train_steps
     schedule = keras.optimizers.schedules.CosineDecay(
-        0.0, decay_steps=max(1, steps - steps // 10), warmup_target=config.learning_rate,
+        0.0, decay_steps=max(1, steps - steps // 10), warmup_target=config.peak_learning_rate,
         warmup_steps=steps // 10, alpha=0.1,
     )  # fmt: skip
     model.compile(optimizer=keras.optimizers.Adam(schedule, global_clipnorm=1.0))
@@ -128,7 +128,8 @@ def _train(output_dir, config, verbose):
     ]
     print(
         f"Training {config.preset!r} on {', '.join(config.tasks)} ({config.data_size} data) "
-        f"for {steps} steps of {config.batch_size} examples; backend {keras.backend.backend()}."
+        f"for {steps} steps of {config.batch_size} examples (peak learning rate "
+        f"{config.peak_learning_rate:g}); backend {keras.backend.backend()}."
     )
     history = model.fit(
         data("train", data_seed),
