@@ -66,8 +66,8 @@ def teacher_forced(model, record, inputs, targets, batch_size=64):
     input_net, target_net = model.nets_of(record.name)
     totals = {"tokens": 0.0, "correct": 0.0, "log_likelihood": 0.0}
     pairs = list(zip(inputs, targets, strict=True))
-    for chunk, count in _batches(pairs, batch_size):
-        chunk = chunk[:count]  # scores are sums: no padding examples
+    for start in range(0, len(pairs), batch_size):
+        chunk = pairs[start : start + batch_size]  # scores are sums: no padding examples
         batch_inputs = record.inputs.model_inputs([x for x, _ in chunk], input_net, model.tokenizer)
         batch_targets = record.targets.model_targets(
             [y for _, y in chunk], target_net, model.tokenizer

@@ -171,22 +171,10 @@ class TextFormat(Format):
         return tf.ragged.constant(rows, dtype="int32", ragged_rank=1)
 
     def model_inputs(self, values, net, tokenizer):
-        rows = texts_to_ids(tokenizer, values, add_end=False)
-        longest = max(len(row) for row in rows)
-        if longest > net.max_length:
-            raise DataError(
-                f"the text is {longest} tokens long; the model takes at most {net.max_length}"
-            )
-        return pad_rows(rows, net.max_length)
+        return _padded_ids(values, net, tokenizer, add_end=False, what="the text")
 
     def model_targets(self, values, net, tokenizer):
-        rows = texts_to_ids(tokenizer, values, add_end=True)
-        longest = max(len(row) for row in rows)
-        if longest > net.max_length:
-            raise DataError(
-                f"a target is {longest} tokens long; the model takes at most {net.max_length}"
-            )
-        return pad_rows(rows, net.max_length)
+        return _padded_ids(values, net, tokenizer, add_end=True, what="a target")
 
     def read(self, value):
         return value
@@ -246,3 +234,14 @@ def read_image(path, shape):
     except (UnidentifiedImageError, OSError) as error:
         raise DataError(f"{path} is not a readable image ({error})") from None
     return pixels.reshape(shape)
+
+
+def _padded_ids(values, net, tokenizer, add_end, what):
+    """Texts -> ids padded to the net's `max_length`; longer ones are an error."""
+    rows = texts_to_ids(tokenizer, values, add_end=add_end)
+    longest = max(len(row) for row in rows)
+    if longest > net.max_length:
+        raise DataError(
+            f"{what} is {longest} tokens long; the model takes at most {net.max_length}"
+        )
+    return pad_rows(rows, net.max_length)
