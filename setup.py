@@ -31,9 +31,18 @@ setuptools.setup(
     ],
     extras_require={
         "jax": ["jax>=0.4.30", "jaxlib>=0.4.30"],
+        # The notebooks in examples/ and keras_multimodel.plotting.
+        "notebooks": ["matplotlib>=3.7", "ipykernel>=6"],
         # tensorflow-datasets: the TFDS loaders' tests run on the real builders'
-        # feature specs (mock data, nothing downloaded).
-        "test": ["pytest>=8", "ruff>=0.6", "tensorflow-datasets>=4.9"],
+        # feature specs (mock data, nothing downloaded); papermill executes the notebooks.
+        "test": [
+            "pytest>=8",
+            "ruff>=0.6",
+            "tensorflow-datasets>=4.9",
+            "papermill>=2.5",
+            "matplotlib>=3.7",
+            "ipykernel>=6",
+        ],
     },
     classifiers=[
         "License :: OSI Approved :: Apache Software License",

@@ -183,6 +183,7 @@ def test_loss_is_weighted_task_losses_plus_each_moe_loss_once(rng):
     logs = model.evaluate(tf.data.Dataset.from_tensors(batch), verbose=0, return_dict=True)
     assert {"copy_loss", "reverse_loss", "label_accuracy", "speech_token_accuracy"} <= set(logs)
     np.testing.assert_allclose(logs["loss"], total, rtol=1e-4)
+    np.testing.assert_allclose(logs["moe_loss"], sum(aux), rtol=1e-4)  # the MoE part of it
 
 
 def test_decoder_is_causal_in_the_targets(rng):

@@ -1,5 +1,6 @@
 """MoELayer: a sparsely-gated mixture of feed-forward experts with static shapes."""
 
+import contextlib
 import weakref
 
 import keras
@@ -123,6 +124,7 @@ class MoELayer(keras.layers.Layer):
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.supports_masking = True
+        self._routing_observers = ()
 
     def _expert_initializer(self):
         if self.kernel_initializer is not None:
@@ -240,11 +242,38 @@ class MoELayer(keras.layers.Layer):
     def call(self, x, mask=None, training=None):
         input_shape = ops.shape(x)
         tokens = ops.reshape(x, (-1, input_shape[-1]))  # (N, d)
-        mixture, routing, plan = self.mixture(tokens, self._valid(tokens, mask), training)
+        valid = self._valid(tokens, mask)
+        mixture, routing, plan = self.mixture(tokens, valid, training)
+        for observer in self._routing_observers:
+            observer(routing, valid, input_shape)
         mixture = ops.reshape(ops.cast(mixture, x.dtype), input_shape)
         self.add_loss(self.loss_coef * routing.aux_loss)
         self.dropped_fraction.assign(plan.dropped_fraction)
         return self.norm(x + self.dropout_layer(mixture, training=training))
+
+    @contextlib.contextmanager
+    def observe_routing(self, observer):
+        """Within the context, every `call` passes its routing to `observer`.
+
+        `observer(routing, valid, input_shape)` gets the `moe_routing.Routing` of
+        the call's flat tokens, their `(N,)` validity (1 real, 0 padding) and the
+        input's shape. Meant for eager inspection (e.g.
+        `keras_multimodel.models.expert_load`); inside a compiled function the
+        observer sees symbolic tensors. `step` (decoding) is not observed.
+
+        >>> import numpy as np
+        >>> moe = MoELayer(num_experts=4, hidden_dim=8, top_k=2)
+        >>> seen = []
+        >>> with moe.observe_routing(lambda routing, valid, shape: seen.append(routing)):
+        ...     _ = moe(np.ones((2, 3, 8), "float32"))
+        >>> tuple(seen[0].experts.shape)
+        (6, 2)
+        """
+        self._routing_observers = (*self._routing_observers, observer)
+        try:
+            yield self
+        finally:
+            self._routing_observers = tuple(o for o in self._routing_observers if o is not observer)
 
     def step(self, x, mask=None):
         """Inference without drops, aux loss or state updates (decoding, `generate`).

@@ -34,7 +34,11 @@ class MultiModel(GenerationMixin, ScoringMixin, TrainingMixin, keras.Model):
     `compile(optimizer=...)` needs no loss: the loss is the sum over tasks of
     `loss_weight * (mean target-token loss)` plus the MoE balancing losses, and the
     logs show `{task}_loss` and `{task}_accuracy` (labels) or
-    `{task}_token_accuracy` (sequences) for every task.
+    `{task}_token_accuracy` (sequences) for every task, `moe_loss` (the balancing
+    losses, already weighted, as added to the loss) and `moe_dropped_fraction` (the
+    fraction of real tokens' expert assignments over capacity, mean over MoE layers
+    and sub-batches). `keras_multimodel.models.expert_load` counts which experts
+    each task's tokens go to.
 
     Args:
         tasks: list of `keras_multimodel.Task`.
@@ -112,8 +116,16 @@ class MultiModel(GenerationMixin, ScoringMixin, TrainingMixin, keras.Model):
         # === Per-task logs ===
         self.task_losses = [keras.metrics.Mean(name=f"{t.name}_loss") for t in self.tasks]
         self.task_accuracies = [keras.metrics.Mean(name=t.metric_name) for t in self.tasks]
+        self.moe_loss_tracker = keras.metrics.Mean(name="moe_loss")
+        self.moe_dropped_tracker = keras.metrics.Mean(name="moe_dropped_fraction")
+        self._dropped_fractions = []
         self._generate_functions = {}
         self.built = True
+
+    @property
+    def moe_layers(self):
+        """The body's `MoELayer`s: `[encoder.moe, decoder.moe]`."""
+        return [self.encoder.moe, self.decoder.moe]
 
     @property
     def groups(self):
@@ -176,6 +188,7 @@ class MultiModel(GenerationMixin, ScoringMixin, TrainingMixin, keras.Model):
         """`{group: sub-batch}` -> `{group: logits (B, T, classes)}`."""
         self._check_batch(batch)
         outputs = {}
+        self._dropped_fractions = []  # read by compute_loss, in the same step
         for group, sub_batch in batch.items():
             input_net, target_net = self.nets_of(self.plan.groups[group][0])
             encoded, encoded_mask = self.encode(input_net, sub_batch["inputs"], training)
@@ -185,6 +198,11 @@ class MultiModel(GenerationMixin, ScoringMixin, TrainingMixin, keras.Model):
             shifted = self.shifted_targets(target_net, tokens, command)
             decoded = self.decode(shifted, encoded, mask, encoded_mask, training)
             outputs[group] = target_net.top(decoded)
+            # Read now (TF reads a variable where the value is used, i.e. after the
+            # last group's assignment).
+            self._dropped_fractions += [
+                ops.copy(moe.dropped_fraction.value) for moe in self.moe_layers
+            ]
         return outputs
 
     # ----- loss and metrics ------------------------------------------------------------
@@ -211,9 +229,14 @@ class MultiModel(GenerationMixin, ScoringMixin, TrainingMixin, keras.Model):
             tokens = ops.sum(count * of_task)
             task_loss = ops.sum(loss * of_task) / ops.maximum(tokens, 1.0)
             total = total + self.tasks[index].loss_weight * task_loss
+        balance = ops.zeros((), "float32")
         for loss in self.losses:  # MoE balancing losses, once per MoE call
-            total = total + ops.cast(self._aggregate_additional_loss(loss), "float32")
-        return total
+            balance = balance + ops.cast(self._aggregate_additional_loss(loss), "float32")
+        self.moe_loss_tracker.update_state(balance)
+        dropped, self._dropped_fractions = self._dropped_fractions, []
+        if dropped:  # the forward pass of this step ran `call`
+            self.moe_dropped_tracker.update_state(ops.mean(ops.stack(dropped)))
+        return total + balance
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         for index, loss, count, correct, of_task in self._task_statistics(x, y_pred):

@@ -1,0 +1,61 @@
+"""What the MoE layers do inside a MultiModel: `expert_load` and the MoE logs."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from test_multimodel import make_batch, make_model
+
+import keras_multimodel as kmm
+from keras_multimodel.errors import InputError
+
+
+def test_expert_load_counts_top_k_choices_of_each_tasks_real_tokens(rng):
+    model = make_model(top_k=2)
+    batch = make_batch(rng)  # text rows: 4, 7 and 7 real tokens; row 0 is `copy`
+    load = kmm.models.expert_load(model, [batch, batch])
+    copy, reverse, label = (model.plan.task_index[n] for n in ("copy", "reverse", "label"))
+    assert load.tasks == ("label", "speech", "copy", "reverse")
+    assert load.layers == ("encoder/moe", "decoder/moe")
+    assert load.counts.shape == (4, 2, model.body_config.num_experts)
+    # Encoder and decoder see the same text lengths here; two batches, two choices each.
+    np.testing.assert_array_equal(load.tokens[copy], [2 * 4, 2 * 4])
+    np.testing.assert_array_equal(load.tokens[reverse], [2 * 14, 2 * 14])
+    assert load.tokens[label, 1] == 2 * 2  # a label is one decoder position
+    np.testing.assert_array_equal(load.counts.sum(axis=-1), 2 * load.tokens)
+    # Inference routing is deterministic: one batch gives half of two batches.
+    np.testing.assert_array_equal(2 * kmm.models.expert_load(model, [batch]).counts, load.counts)
+    np.testing.assert_allclose(load.fractions().sum(axis=-1)[load.tokens > 0], 1.0)
+    assert (load.counts[copy] > 0).sum() >= 2  # at least two experts (top-2)
+
+
+def test_expert_load_refuses_what_it_cannot_read(rng):
+    model = make_model()
+    with pytest.raises(InputError, match="expected a MultiModel"):
+        kmm.models.expert_load(object(), [])
+    with pytest.raises(InputError, match="`steps` must be a positive int"):
+        kmm.models.expert_load(model, [make_batch(rng)], steps=0)
+    with pytest.raises(InputError, match="yielded no batch"):
+        kmm.models.expert_load(model, [])
+    with pytest.raises(InputError, match="Unknown group"):
+        kmm.models.expert_load(model, [{"nope": {}}])
+
+
+@pytest.mark.parametrize("eval_capacity_factor", [0.25, None])
+def test_logs_show_the_moe_dropped_fraction_of_every_moe_call(rng, eval_capacity_factor):
+    model = make_model(eval_capacity_factor=eval_capacity_factor)
+    batch = make_batch(rng)
+    # By hand: each group alone, then each MoE layer's fraction of that call.
+    expected = []
+    for group, sub_batch in batch.items():
+        model({group: sub_batch}, training=False)
+        expected += [float(moe.dropped_fraction.numpy()) for moe in model.moe_layers]
+    model.compile(optimizer="adam")
+    logs = model.evaluate(tf.data.Dataset.from_tensors(batch), verbose=0, return_dict=True)
+    np.testing.assert_allclose(logs["moe_dropped_fraction"], np.mean(expected), rtol=1e-5)
+    if eval_capacity_factor is None:
+        assert logs["moe_dropped_fraction"] == 0.0
+    else:
+        assert logs["moe_dropped_fraction"] > 0.2  # a quarter of the balanced capacity
+    history = model.fit(tf.data.Dataset.from_tensors(batch).repeat(2), epochs=1, verbose=0)
+    assert 0.0 <= history.history["moe_dropped_fraction"][0] <= 1.0
+    assert history.history["moe_loss"][0] > 0.0
