@@ -6,7 +6,7 @@
 Both train together with `model.fit` on a `keras_multimodel.data.mixture`, then
 `generate` answers both tasks, and the model survives a `.keras` round trip.
 
-    KERAS_BACKEND=jax python examples/multitask_quickstart.py
+    KERAS_BACKEND=jax python examples/multitask_quickstart.py [--epochs 4 --steps_per_epoch 60]
 """
 
 import os
@@ -16,6 +16,7 @@ import time
 import keras
 import numpy as np
 import tensorflow as tf
+from absl import app, flags
 
 import keras_multimodel as kmm
 from keras_multimodel.modalities import ClassLabel, Image, Text
@@ -103,9 +104,19 @@ def main(steps_per_epoch=60, epochs=4, batch_size=32, verbose=2):
     return results
 
 
-if __name__ == "__main__":
-    results = main()
+_EPOCHS = flags.DEFINE_integer("epochs", 4, "Training epochs.", lower_bound=1)
+_STEPS = flags.DEFINE_integer("steps_per_epoch", 60, "Steps per epoch.", lower_bound=1)
+_BATCH = flags.DEFINE_integer("batch_size", 32, "Examples per step, both tasks.", lower_bound=2)
+
+
+def run(argv):
+    del argv
+    results = main(_STEPS.value, _EPOCHS.value, _BATCH.value)
     source, output = results.pop("example")
     print(f"reverse {source[source > 0].tolist()} -> {output[output > 0].tolist()}")
     for key, value in results.items():
         print(f"{key}: {value}")
+
+
+if __name__ == "__main__":
+    app.run(run)

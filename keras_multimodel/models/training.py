@@ -1,6 +1,8 @@
 """`MultiModel.fit` safeguards: a NaN loss is an error, and a step that raises does
 not break the model for later calls."""
 
+import sys
+
 import keras
 
 from keras_multimodel.callbacks import StopOnNonFiniteLoss
@@ -12,10 +14,17 @@ class TrainingMixin:
     def fit(self, *args, callbacks=None, **kwargs):
         """`keras.Model.fit`, stopping with an error at a NaN or infinite loss.
 
+        A `tf.data.Dataset` is taken as shuffled (`shuffle` defaults to False).
+
         Unless `callbacks` already hold one, a `StopOnNonFiniteLoss` is added: a
         run whose loss goes bad (divergence, out-of-range target ids) raises
         `TrainingDiverged` naming the step and the tasks, instead of training on.
         """
+        tf = sys.modules.get("tensorflow")  # a tf.data.Dataset implies TensorFlow is loaded
+        if args and tf is not None and isinstance(args[0], tf.data.Dataset):
+            # A dataset comes shuffled (`mixture` shuffles); Keras would warn that
+            # its default `shuffle=True` does nothing.
+            kwargs.setdefault("shuffle", False)
         callbacks = list(callbacks or [])
         watching = (StopOnNonFiniteLoss, keras.callbacks.TerminateOnNaN)
         if not any(isinstance(callback, watching) for callback in callbacks):

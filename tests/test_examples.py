@@ -1,0 +1,78 @@
+"""The example scripts and notebooks run, and the notebooks' stored outputs are current.
+
+The notebooks run top to bottom on the current backend with the small budgets in
+their metadata (papermill, a fresh kernel each); `scripts/notebooks.py` does the same
+from the command line and refreshes the stored outputs.
+"""
+
+import importlib.util
+import os
+import pathlib
+import subprocess
+import sys
+
+import keras
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+_spec = importlib.util.spec_from_file_location("notebooks_tool", ROOT / "scripts" / "notebooks.py")
+notebooks = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(notebooks)
+
+NOTEBOOKS = [pytest.param(path, id=path.stem) for path in notebooks.NOTEBOOKS]
+SCRIPTS = {
+    "layers_quickstart.py": ["--epochs=1", "--samples=64"],
+    "multitask_quickstart.py": ["--epochs=1", "--steps_per_epoch=2"],
+}
+
+
+def test_every_example_is_listed_in_the_examples_readme_and_run_here():
+    listed = (ROOT / "examples" / "README.md").read_text()
+    folder = ROOT / "examples"
+    examples = sorted(p.name for p in folder.iterdir() if p.suffix in {".py", ".ipynb"})
+    assert len(notebooks.NOTEBOOKS) == 5
+    for name in examples:
+        assert f"]({name})" in listed, f"examples/README.md does not link {name}"
+    assert sorted(SCRIPTS) == [name for name in examples if name.endswith(".py")]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS)
+def test_stored_notebook_outputs_come_from_running_its_current_code(path):
+    assert notebooks.problems(path) == []
+
+
+def test_the_output_check_notices_a_changed_code_cell(tmp_path):
+    import nbformat
+
+    notebook = nbformat.read(notebooks.NOTEBOOKS[0], as_version=4)
+    cell = next(c for c in notebook.cells if c.cell_type == "code" and "import keras" in c.source)
+    cell.source += "\nprint('changed')"
+    changed = tmp_path / "changed.ipynb"
+    nbformat.write(notebook, changed)
+    assert "its code changed since its outputs were stored" in notebooks.problems(changed)
+
+
+@pytest.mark.parametrize("name", sorted(SCRIPTS))
+def test_example_script_runs(name):
+    env = {**os.environ, "KERAS_BACKEND": keras.backend.backend()}
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / name), *SCRIPTS[name]],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "loss" in result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS)
+def test_notebook_runs_top_to_bottom(path):
+    parameters = notebooks.test_parameters(path)
+    assert parameters, f"{path.name} has no test parameters in its metadata"
+    notebook, _ = notebooks.execute(path, keras.backend.backend(), parameters)
+    outputs = [o for cell in notebook.cells for o in cell.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    backend_line = f"on {keras.backend.backend()}"
+    assert any(backend_line in "".join(o.get("text", "")) for o in outputs)
