@@ -15,6 +15,7 @@ setuptools.setup(
     ),
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
+    url="https://github.com/keras-multimodel/keras-multimodel",
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=setuptools.find_packages(include=["keras_multimodel", "keras_multimodel.*"]),

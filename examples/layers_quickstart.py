@@ -9,14 +9,14 @@ from absl import app, flags
 
 import keras_multimodel as kmm
 
-_EPOCHS = flags.DEFINE_integer("epochs", 3, "Training epochs.", lower_bound=1)
-_SAMPLES = flags.DEFINE_integer("samples", 256, "Training sequences.", lower_bound=1)
+FLAGS = flags.FLAGS
+
 
 
 def main(argv):
     del argv
     # A toy sequence task on random features: predict the running mean of each channel.
-    x = np.random.default_rng(0).normal(size=(_SAMPLES.value, 16, 32)).astype("float32")
+    x = np.random.default_rng(0).normal(size=(FLAGS.samples, 16, 32)).astype("float32")
     y = np.cumsum(x, axis=1) / np.arange(1, 17)[None, :, None]
 
     inputs = keras.Input((None, 32))
@@ -27,9 +27,12 @@ def main(argv):
     model = keras.Model(inputs, outputs)
 
     model.compile(optimizer="adam", loss="mse", jit_compile=True)
-    history = model.fit(x, y, batch_size=32, epochs=_EPOCHS.value, verbose=2)
+    history = model.fit(x, y, batch_size=32, epochs=FLAGS.epochs, verbose=2)
     print("loss per epoch:", [round(v, 4) for v in history.history["loss"]])
 
 
 if __name__ == "__main__":
+    # Flags are defined only when run as a script, so the file can also be imported.
+    flags.DEFINE_integer("epochs", 3, "Training epochs.", lower_bound=1)
+    flags.DEFINE_integer("samples", 256, "Training sequences.", lower_bound=1)
     app.run(main)

@@ -104,14 +104,10 @@ def main(steps_per_epoch=60, epochs=4, batch_size=32, verbose=2):
     return results
 
 
-_EPOCHS = flags.DEFINE_integer("epochs", 4, "Training epochs.", lower_bound=1)
-_STEPS = flags.DEFINE_integer("steps_per_epoch", 60, "Steps per epoch.", lower_bound=1)
-_BATCH = flags.DEFINE_integer("batch_size", 32, "Examples per step, both tasks.", lower_bound=2)
-
-
 def run(argv):
     del argv
-    results = main(_STEPS.value, _EPOCHS.value, _BATCH.value)
+    flag = flags.FLAGS
+    results = main(flag.steps_per_epoch, flag.epochs, flag.batch_size)
     source, output = results.pop("example")
     print(f"reverse {source[source > 0].tolist()} -> {output[output > 0].tolist()}")
     for key, value in results.items():
@@ -119,4 +115,8 @@ def run(argv):
 
 
 if __name__ == "__main__":
+    # Flags are defined only when run as a script: tests import `main` from this file.
+    flags.DEFINE_integer("epochs", 4, "Training epochs.", lower_bound=1)
+    flags.DEFINE_integer("steps_per_epoch", 60, "Steps per epoch.", lower_bound=1)
+    flags.DEFINE_integer("batch_size", 32, "Examples per step, both tasks.", lower_bound=2)
     app.run(run)

@@ -174,8 +174,10 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
         bad = [
             f"{key[: -len('_loss')]} ({float(value)})"
             for key, value in logs.items()
-            if key.endswith("_loss") and not math.isfinite(float(value))
+            if key.endswith("_loss") and key != "moe_loss" and not math.isfinite(float(value))
         ]
+        if "moe_loss" in logs and not math.isfinite(float(logs["moe_loss"])):
+            bad.append(f"the MoE balancing loss ({float(logs['moe_loss'])})")
         step = int(self.model.optimizer.iterations)
         raise TrainingDiverged(
             f"training stopped at step {step}: the loss became {float(logs['loss'])}"

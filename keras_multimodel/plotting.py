@@ -26,7 +26,8 @@ def plot_history(history, keys=None, ax=None, title=None, xlabel="epoch"):
 
     Args:
         history: the `keras.callbacks.History` that `fit` returns, or its `.history`.
-        keys: logged keys to draw; None draws every task's loss (`task_loss_keys`).
+        keys: a logged key or a list of them; None draws every task's loss
+            (`task_loss_keys`).
         ax: a matplotlib `Axes` to draw on; None makes a new figure.
         title: the axes' title.
         xlabel: the x axis' label.
@@ -53,7 +54,10 @@ def plot_history(history, keys=None, ax=None, title=None, xlabel="epoch"):
             "plot_history: expected the History `fit` returns (or its .history dict); "
             f"received {type(history).__name__}."
         )
-    keys = task_loss_keys(logs) if keys is None else list(keys)
+    if keys is None:
+        keys = task_loss_keys(logs)
+    else:
+        keys = [keys] if isinstance(keys, str) else list(keys)
     missing = [key for key in keys if key not in logs]
     if missing or not keys:
         raise InputError(

@@ -9,6 +9,7 @@ from keras_multimodel import modalities
 from keras_multimodel.errors import InputError
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+RESERVED_NAMES = ("moe",)  # `{name}_loss` would clash with the MoE logs
 
 
 class Task:
@@ -38,6 +39,11 @@ class Task:
             raise InputError(
                 f"Task: `name` must be an identifier (letters, digits, underscores, starting "
                 f"with a letter); received {name!r}."
+            )
+        if name in RESERVED_NAMES:
+            raise InputError(
+                f"Task: the name {name!r} is reserved (the logs' `moe_loss` and "
+                "`moe_dropped_fraction` are the MoE layers'); choose another name."
             )
         self.name = name
         self.inputs = modalities.get(inputs)

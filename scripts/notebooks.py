@@ -105,10 +105,14 @@ def store(path):
     import nbformat
 
     path = pathlib.Path(path)
-    if test_parameters(path) and _settings(path).get("BACKEND") != STORE_BACKEND:
+    if _settings(path).get("BACKEND") != STORE_BACKEND:
         raise SystemExit(f"{path}: its parameters cell must say BACKEND = {STORE_BACKEND!r}")
     notebook, seconds = execute(path)  # as committed: nothing injected
     notebook = nbformat.from_dict(notebook)
+    outputs = [output for cell in notebook.cells for output in cell.get("outputs", [])]
+    printed = "".join("".join(output.get("text", "")) for output in outputs)
+    if f"on {STORE_BACKEND}" not in printed:  # each notebook prints "Keras X on BACKEND"
+        raise SystemExit(f"{path}: the run did not report running on {STORE_BACKEND}")
     notebook.metadata.pop("papermill", None)
     for cell in notebook.cells:
         cell.metadata.pop("papermill", None)
@@ -130,12 +134,14 @@ def _settings(path):
     notebook = json.loads(pathlib.Path(path).read_text(encoding="utf-8"))
     for cell in notebook["cells"]:
         if "parameters" in cell.get("metadata", {}).get("tags", []):
-            tree = ast.parse("".join(cell["source"]))
-            return {
-                node.targets[0].id: ast.literal_eval(node.value)
-                for node in tree.body
-                if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
-            }
+            settings = {}
+            for node in ast.parse("".join(cell["source"])).body:
+                if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+                    try:
+                        settings[node.targets[0].id] = ast.literal_eval(node.value)
+                    except ValueError:  # not a literal: not a setting we read
+                        continue
+            return settings
     return {}
 
 

@@ -1,5 +1,7 @@
 """What the MoE layers do inside a MultiModel: `expert_load` and the MoE logs."""
 
+import warnings
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -25,6 +27,18 @@ def test_expert_load_counts_top_k_choices_of_each_tasks_real_tokens(rng):
     # Inference routing is deterministic: one batch gives half of two batches.
     np.testing.assert_array_equal(2 * kmm.models.expert_load(model, [batch]).counts, load.counts)
     np.testing.assert_allclose(load.fractions().sum(axis=-1)[load.tokens > 0], 1.0)
+    # Each token is counted for its own task: copy-only plus reverse-only batches
+    # give the counts of the mixed batch (inference routing is per token).
+    text = batch["text_to_text"]
+    alone = [
+        {"text_to_text": {key: value[rows] for key, value in text.items()}}
+        for rows in ([0], [1, 2])
+    ]
+    separate = kmm.models.expert_load(model, alone).counts
+    mixed = kmm.models.expert_load(model, [{"text_to_text": text}]).counts
+    np.testing.assert_array_equal(separate, mixed)
+    assert separate[copy].sum() > 0 and separate[reverse].sum() > 0
+    assert separate[label].sum() == 0
     assert (load.counts[copy] > 0).sum() >= 2  # at least two experts (top-2)
 
 
@@ -38,6 +52,23 @@ def test_expert_load_refuses_what_it_cannot_read(rng):
         kmm.models.expert_load(model, [])
     with pytest.raises(InputError, match="Unknown group"):
         kmm.models.expert_load(model, [{"nope": {}}])
+    batch = make_batch(rng)
+    batch["text_to_text"]["task_id"] = np.array([2, 0, 3], "int32")  # 0 is an image task
+    with pytest.raises(InputError, match="task_id must be a vector of those ids"):
+        kmm.models.expert_load(model, [batch])
+
+
+def test_expert_load_reads_no_more_batches_than_it_counts(rng):
+    model = make_model()
+    read = []
+
+    def batches():
+        for i in range(5):
+            read.append(i)
+            yield make_batch(rng)
+
+    kmm.models.expert_load(model, batches(), steps=np.int64(2))
+    assert read == [0, 1]
 
 
 @pytest.mark.parametrize("eval_capacity_factor", [0.25, None])
@@ -56,6 +87,11 @@ def test_logs_show_the_moe_dropped_fraction_of_every_moe_call(rng, eval_capacity
         assert logs["moe_dropped_fraction"] == 0.0
     else:
         assert logs["moe_dropped_fraction"] > 0.2  # a quarter of the balanced capacity
-    history = model.fit(tf.data.Dataset.from_tensors(batch).repeat(2), epochs=1, verbose=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dataset = tf.data.Dataset.from_tensors(batch).repeat(2)
+        history = model.fit(x=dataset, epochs=1, verbose=0)
+    # A dataset is taken as shuffled: no warning that `shuffle=True` is ignored.
+    assert not [w for w in caught if "shuffle" in str(w.message)]
     assert 0.0 <= history.history["moe_dropped_fraction"][0] <= 1.0
     assert history.history["moe_loss"][0] > 0.0

@@ -110,6 +110,7 @@ def test_modalities_share_nets_by_settings():
         (lambda: kmm.Task("t", ClassLabel(3), ClassLabel(3)), "cannot be an input"),
         (lambda: kmm.Task("t", Text(5), Image()), "cannot be a target"),
         (lambda: kmm.Task("bad name", Text(5), Text(5)), "identifier"),
+        (lambda: kmm.Task("moe", Text(5), Text(5)), "reserved"),
     ],
 )
 def test_bad_settings_get_clear_errors(make, message):

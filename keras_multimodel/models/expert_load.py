@@ -1,6 +1,8 @@
 """`expert_load`: which experts each task's tokens go to, in a trained MultiModel."""
 
+import contextlib
 import dataclasses
+import numbers
 
 import keras
 import numpy as np
@@ -71,7 +73,9 @@ def expert_load(model, batches, steps=None):
     moe_layers = getattr(model, "moe_layers", None)
     if moe_layers is None or not hasattr(model, "plan"):
         raise InputError(f"expert_load: expected a MultiModel; received {type(model).__name__}.")
-    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+    if steps is not None and (
+        isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1
+    ):
         raise InputError(f"expert_load: `steps` must be a positive int or None; got {steps!r}.")
     num_tasks, num_experts = len(model.tasks), moe_layers[0].num_experts
     counts = np.zeros((num_tasks, len(moe_layers), num_experts), "int64")
@@ -90,22 +94,20 @@ def expert_load(model, batches, steps=None):
 
         return observe
 
-    contexts = [moe.observe_routing(observer_of(i)) for i, moe in enumerate(moe_layers)]
     seen = 0
-    for context in contexts:
-        context.__enter__()
-    try:
+    with contextlib.ExitStack() as stack:
+        for i, moe in enumerate(moe_layers):
+            stack.enter_context(moe.observe_routing(observer_of(i)))
         for batch in batches:
-            if steps is not None and seen >= steps:
-                break
             model._check_batch(batch)
             for group, sub_batch in batch.items():
                 task_ids = np.asarray(keras.ops.convert_to_numpy(sub_batch["task_id"]), "int64")
-                model({group: sub_batch}, training=False)
+                _check_task_ids(model, group, task_ids)
+                if task_ids.size:
+                    model({group: sub_batch}, training=False)
             seen += 1
-    finally:
-        for context in reversed(contexts):
-            context.__exit__(None, None, None)
+            if steps is not None and seen >= steps:
+                break  # before fetching another batch
     if seen == 0:
         raise InputError("expert_load: `batches` yielded no batch.")
     return ExpertLoad(
@@ -114,3 +116,13 @@ def expert_load(model, batches, steps=None):
         counts=counts,
         tokens=tokens,
     )
+
+
+def _check_task_ids(model, group, task_ids):
+    allowed = {model.plan.task_index[name]: name for name in model.plan.groups[group]}
+    wrong = sorted(set(task_ids.reshape(-1).tolist()) - set(allowed))
+    if task_ids.ndim != 1 or wrong:
+        raise InputError(
+            f"expert_load: group {group!r} holds tasks {allowed} (task_id: name); its "
+            f"sub-batch's task_id must be a vector of those ids; received ids {wrong or task_ids}."
+        )

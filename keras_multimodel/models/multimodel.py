@@ -118,7 +118,7 @@ class MultiModel(GenerationMixin, ScoringMixin, TrainingMixin, keras.Model):
         self.task_accuracies = [keras.metrics.Mean(name=t.metric_name) for t in self.tasks]
         self.moe_loss_tracker = keras.metrics.Mean(name="moe_loss")
         self.moe_dropped_tracker = keras.metrics.Mean(name="moe_dropped_fraction")
-        self._dropped_fractions = []
+        self._dropped_fractions = None  # (outputs of the latest call, its fractions)
         self._generate_functions = {}
         self.built = True
 
@@ -188,7 +188,7 @@ class MultiModel(GenerationMixin, ScoringMixin, TrainingMixin, keras.Model):
         """`{group: sub-batch}` -> `{group: logits (B, T, classes)}`."""
         self._check_batch(batch)
         outputs = {}
-        self._dropped_fractions = []  # read by compute_loss, in the same step
+        dropped = []
         for group, sub_batch in batch.items():
             input_net, target_net = self.nets_of(self.plan.groups[group][0])
             encoded, encoded_mask = self.encode(input_net, sub_batch["inputs"], training)
@@ -200,9 +200,10 @@ class MultiModel(GenerationMixin, ScoringMixin, TrainingMixin, keras.Model):
             outputs[group] = target_net.top(decoded)
             # Read now (TF reads a variable where the value is used, i.e. after the
             # last group's assignment).
-            self._dropped_fractions += [
-                ops.copy(moe.dropped_fraction.value) for moe in self.moe_layers
-            ]
+            dropped += [ops.copy(moe.dropped_fraction.value) for moe in self.moe_layers]
+        # For `compute_loss` in the same step: it uses them only for these outputs (a
+        # `predict` or `score` call leaves them behind, never to be used elsewhere).
+        self._dropped_fractions = (tuple(outputs.values()), dropped)
         return outputs
 
     # ----- loss and metrics ------------------------------------------------------------
@@ -233,9 +234,9 @@ class MultiModel(GenerationMixin, ScoringMixin, TrainingMixin, keras.Model):
         for loss in self.losses:  # MoE balancing losses, once per MoE call
             balance = balance + ops.cast(self._aggregate_additional_loss(loss), "float32")
         self.moe_loss_tracker.update_state(balance)
-        dropped, self._dropped_fractions = self._dropped_fractions, []
-        if dropped:  # the forward pass of this step ran `call`
-            self.moe_dropped_tracker.update_state(ops.mean(ops.stack(dropped)))
+        latest, self._dropped_fractions = self._dropped_fractions, None
+        if latest is not None and _same_tensors(latest[0], y_pred):  # this step's call
+            self.moe_dropped_tracker.update_state(ops.mean(ops.stack(latest[1])))
         return total + balance
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
@@ -314,3 +315,10 @@ class MultiModel(GenerationMixin, ScoringMixin, TrainingMixin, keras.Model):
 
     def get_build_config(self):
         return None  # built in __init__
+
+
+def _same_tensors(produced, outputs):
+    """Whether `outputs` (a `{group: logits}` dict) holds exactly the `produced` tensors."""
+    if not isinstance(outputs, dict) or len(outputs) != len(produced):
+        return False
+    return all(a is b for a, b in zip(produced, outputs.values(), strict=True))

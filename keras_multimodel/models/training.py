@@ -21,7 +21,8 @@ class TrainingMixin:
         `TrainingDiverged` naming the step and the tasks, instead of training on.
         """
         tf = sys.modules.get("tensorflow")  # a tf.data.Dataset implies TensorFlow is loaded
-        if args and tf is not None and isinstance(args[0], tf.data.Dataset):
+        x = args[0] if args else kwargs.get("x")
+        if tf is not None and isinstance(x, tf.data.Dataset):
             # A dataset comes shuffled (`mixture` shuffles); Keras would warn that
             # its default `shuffle=True` does nothing.
             kwargs.setdefault("shuffle", False)
