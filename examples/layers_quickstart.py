@@ -12,7 +12,6 @@ import keras_multimodel as kmm
 FLAGS = flags.FLAGS
 
 
-
 def main(argv):
     del argv
     # A toy sequence task on random features: predict the running mean of each channel.

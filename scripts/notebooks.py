@@ -26,13 +26,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 NOTEBOOKS = tuple(sorted((ROOT / "examples").glob("*.ipynb")))
 STORE_BACKEND = "tensorflow"
 
-_RUN = flags.DEFINE_bool("run", False, "Execute the notebooks (see --budget).")
-_BUDGET = flags.DEFINE_enum(
-    "budget", "test", ["test", "own"], "--run with the small test budget or the notebook's own."
-)
-_STORE = flags.DEFINE_bool("store", False, "Execute with their own settings; store outputs.")
-_CHECK = flags.DEFINE_bool("check", False, "Check that stored outputs match the code.")
-_BACKEND = flags.DEFINE_enum("backend", "tensorflow", ["tensorflow", "jax"], "Keras backend.")
+FLAGS = flags.FLAGS
 
 
 def code_hash(notebook):
@@ -67,7 +61,7 @@ def problems(path):
     return found
 
 
-def execute(path, backend=None, parameters=None, output_path=None):
+def execute(path, backend=None, parameters=None):
     """Runs a notebook top to bottom in a fresh kernel; returns (notebook, seconds).
 
     `parameters` replace the notebook's own settings (papermill injects them after
@@ -82,11 +76,10 @@ def execute(path, backend=None, parameters=None, output_path=None):
     if backend is not None:
         parameters["BACKEND"] = backend
     with tempfile.TemporaryDirectory() as work_dir:
-        output_path = output_path or pathlib.Path(work_dir) / path.name
         start = time.time()
         notebook = papermill.execute_notebook(
             str(path),
-            str(output_path),
+            str(pathlib.Path(work_dir) / path.name),
             parameters=parameters or None,
             kernel_name="python3",
             cwd=work_dir,
@@ -149,13 +142,13 @@ def main(argv):
     paths = [pathlib.Path(p) for p in argv[1:]] or list(NOTEBOOKS)
     status = 0
     for path in paths:
-        if _STORE.value:
+        if FLAGS.store:
             print(f"{path.name}: stored outputs of a {store(path):.0f} s run", flush=True)
-        if _RUN.value:
-            parameters = test_parameters(path) if _BUDGET.value == "test" else {}
-            _, seconds = execute(path, _BACKEND.value, parameters)
-            print(f"{path.name}: ran on {_BACKEND.value} in {seconds:.0f} s", flush=True)
-        if _CHECK.value or not (_STORE.value or _RUN.value):
+        if FLAGS.run:
+            parameters = test_parameters(path) if FLAGS.budget == "test" else {}
+            _, seconds = execute(path, FLAGS.backend, parameters)
+            print(f"{path.name}: ran on {FLAGS.backend} in {seconds:.0f} s", flush=True)
+        if FLAGS.check or not (FLAGS.store or FLAGS.run):
             found = problems(path)
             print(f"{path.name}: " + ("; ".join(found) if found else "outputs up to date"))
             status = status or bool(found)
@@ -163,4 +156,12 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    # Flags are defined only when run as a script: the tests import this file.
+    flags.DEFINE_bool("run", False, "Execute the notebooks (see --budget).")
+    flags.DEFINE_enum(
+        "budget", "test", ["test", "own"], "--run with the small test budget or the notebook's own."
+    )
+    flags.DEFINE_bool("store", False, "Execute with their own settings; store outputs.")
+    flags.DEFINE_bool("check", False, "Check that stored outputs match the code.")
+    flags.DEFINE_enum("backend", "tensorflow", ["tensorflow", "jax"], "Keras backend.")
     app.run(main)

@@ -79,7 +79,6 @@ def expert_load(model, batches, steps=None):
         raise InputError(f"expert_load: `steps` must be a positive int or None; got {steps!r}.")
     num_tasks, num_experts = len(model.tasks), moe_layers[0].num_experts
     counts = np.zeros((num_tasks, len(moe_layers), num_experts), "int64")
-    tokens = np.zeros((num_tasks, len(moe_layers)), "int64")
     task_ids = None  # the current sub-batch's task id per example
 
     def observer_of(layer_index):
@@ -88,7 +87,6 @@ def expert_load(model, batches, steps=None):
             real = keras.ops.convert_to_numpy(valid) > 0  # (N,)
             per_example = len(real) // int(input_shape[0])
             task = np.repeat(task_ids, per_example)[real]  # (real tokens,)
-            np.add.at(tokens[:, layer_index], task, 1)
             for choice in experts[real].T:  # each of the k choices
                 np.add.at(counts[:, layer_index], (task, choice), 1)
 
@@ -114,7 +112,7 @@ def expert_load(model, batches, steps=None):
         tasks=tuple(task.name for task in model.tasks),
         layers=tuple(moe.path for moe in moe_layers),
         counts=counts,
-        tokens=tokens,
+        tokens=counts.sum(axis=-1) // model.body_config.top_k,  # each token counted top_k times
     )
 
 
