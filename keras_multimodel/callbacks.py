@@ -12,6 +12,11 @@ import keras
 from keras_multimodel.errors import DataError, InputError
 
 
+def optimizer_step(model):
+    """The optimizer's step count as an int (its variable may be mirrored by tf.distribute)."""
+    return int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+
+
 class StopAtStep(keras.callbacks.Callback):
     """Stops `fit` once the optimizer has taken `steps` steps in all.
 
@@ -32,7 +37,7 @@ class StopAtStep(keras.callbacks.Callback):
     # The step count is read from the optimizer once, then counted here: reading a
     # variable from a callback makes Keras's JAX trainer sync its whole state.
     def on_train_begin(self, logs=None):
-        self._taken = int(self.model.optimizer.iterations)
+        self._taken = optimizer_step(self.model)
         if self._taken >= self.steps:
             self.model.stop_training = True
 
@@ -126,7 +131,7 @@ class AtomicBackupAndRestore(keras.callbacks.Callback):
         final = self.backup_dir / f"epoch-{epoch + 1:06d}"
         staging = pathlib.Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.backup_dir))
         self.model.save_weights(staging / WEIGHTS_FILE)
-        state = {"epoch": epoch + 1, "steps": int(self.model.optimizer.iterations)}
+        state = {"epoch": epoch + 1, "steps": optimizer_step(self.model)}
         (staging / STATE_FILE).write_text(json.dumps(state) + "\n")
         _sync(staging)
         if final.exists():  # a backup of this epoch from an earlier, killed attempt
@@ -178,7 +183,7 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
         ]
         if "moe_loss" in logs and not math.isfinite(float(logs["moe_loss"])):
             bad.append(f"the MoE balancing loss ({float(logs['moe_loss'])})")
-        step = int(self.model.optimizer.iterations)
+        step = optimizer_step(self.model)
         raise TrainingDiverged(
             f"training stopped at step {step}: the loss became {float(logs['loss'])}"
             + (f" (tasks: {', '.join(bad)})" if bad else "")

@@ -74,7 +74,8 @@ def test_self_attention_cache_equals_full_recomputation(rng):
         y, cache = step(x[:, t : t + 1], cache, ops.convert_to_tensor(t, "int32"))
         outputs.append(to_numpy(y))
     np.testing.assert_allclose(np.concatenate(outputs, axis=1), full, atol=1e-5)
-    assert len(traces) == 1, "one compiled step must serve every position"
+    if keras.backend.backend() != "torch":  # torch runs eagerly: nothing is compiled
+        assert len(traces) == 1, "one compiled step must serve every position"
     assert tuple(cache["key"].shape) == (2, 16, 2, 4)
 
 

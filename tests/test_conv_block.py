@@ -125,7 +125,7 @@ def test_wrong_rank_is_a_clear_error():
 def test_depthwise_conv_and_its_gradient_match_the_backend_convolution(rng, kernel_size, dilation):
     x = rng.normal(size=(2, 7 + (kernel_size - 1) * dilation, 5)).astype("float32")
     kernel = rng.normal(size=(kernel_size, 5)).astype("float32")
-    weights = rng.normal(size=(2, 7, 5)).astype("float32")
+    weights = ops.convert_to_tensor(rng.normal(size=(2, 7, 5)).astype("float32"))
 
     def ours(x, kernel):
         return ops.sum(depthwise_conv1d(x, kernel, dilation) * weights)
@@ -145,7 +145,7 @@ def test_depthwise_conv_and_its_gradient_match_the_backend_convolution(rng, kern
 def test_depthwise_conv2d_and_its_gradient_match_the_backend_convolution(rng, kernel_size):
     x = rng.normal(size=(2, 6, 5, 3)).astype("float32")
     kernel = rng.normal(size=(kernel_size, kernel_size, 3)).astype("float32")
-    weights = rng.normal(size=(2, 6, 5, 3)).astype("float32")
+    weights = ops.convert_to_tensor(rng.normal(size=(2, 6, 5, 3)).astype("float32"))
 
     def ours(x, kernel):
         return ops.sum(depthwise_conv2d(x, kernel) * weights)

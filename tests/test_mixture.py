@@ -3,6 +3,7 @@ import pytest
 import tensorflow as tf
 
 import keras_multimodel as kmm
+from keras_multimodel.data.mixture import sub_batch_size
 from keras_multimodel.modalities import Audio, ClassLabel, Image, Text
 
 
@@ -122,6 +123,7 @@ def test_out_of_range_labels_raise():
         ({"rates": {"label": 1.0}}, "no rate for tasks"),
         ({"rates": {"label": -1.0, "copy": 1.0}}, ">= 0"),
         ({"batch_size": 0}, "batch_size"),
+        ({"batch_multiple": 0}, "data-parallel degree"),
     ],
 )
 def test_bad_arguments_get_clear_errors(rng, kwargs, message):
@@ -135,6 +137,19 @@ def test_bad_arguments_get_clear_errors(rng, kwargs, message):
     }
     with pytest.raises(ValueError, match=message):
         kmm.data.mixture(**arguments)
+
+
+def test_sub_batches_are_multiples_of_the_data_parallel_degree(rng):
+    # 16 examples at rates 2:1:1:4 give 4, 4 and 8; 30 give 7.5, 7.5 and 15, which
+    # 8 devices cannot split: each is rounded to a multiple of 8 (at least 8).
+    rates = {"label": 2.0, "copy": 1.0, "swap": 1.0, "listen": 4.0}
+    dataset = kmm.data.mixture(
+        make_datasets(rng), 30, tasks=make_tasks(), rates=rates, seed=1, batch_multiple=8
+    )
+    batch = next(iter(dataset))
+    sizes = {group: int(sub["task_id"].shape[0]) for group, sub in batch.items()}
+    assert sizes == {"image_to_class_label": 8, "text_to_text": 8, "audio_to_text": 16}
+    assert sub_batch_size(30, 1 / 60, 8) == 8  # never 0
 
 
 def test_mixing_rate_strategies():

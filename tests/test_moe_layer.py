@@ -105,7 +105,7 @@ def test_dropped_tokens_pass_through_the_residual(rng):
     x = rng.normal(size=(1, 12, 8)).astype("float32")
     mixture, _, plan, capacity = mixture_of(moe, x, training=True)
     assert capacity == 1
-    kept = to_numpy(plan.kept)
+    kept = to_numpy(plan.kept)[0]  # (k * N,) of the one routing group
     assert kept.sum() <= 2
     np.testing.assert_allclose(mixture[0][~kept], 0.0)
     # The layer reports what it dropped.
@@ -153,6 +153,9 @@ def test_aux_loss_is_small_when_balanced_and_large_when_collapsed():
     collapsed = np.tile(np.array([[5.0, 4.0] + [-5.0] * 6], "float32"), (num_tokens, 1))
     zeros = np.zeros_like(balanced)
     noise = np.random.default_rng(0).normal(size=balanced.shape).astype("float32")
+    balanced, collapsed, zeros, noise = (
+        ops.convert_to_tensor(a) for a in (balanced, collapsed, zeros, noise)
+    )
     for with_noise in (None, noise):
         low = moe_routing.noisy_top_k_routing(balanced, zeros, valid, 2, noise=with_noise)
         high = moe_routing.noisy_top_k_routing(collapsed, zeros, valid, 2, noise=with_noise)
@@ -256,6 +259,7 @@ def test_mixed_bfloat16_policy(rng):
         ({"num_experts": 4, "hidden_dim": 8, "capacity_factor": 0}, "capacity_factor"),
         ({"num_experts": 4, "hidden_dim": 8, "eval_capacity_factor": "x"}, "eval_capacity_factor"),
         ({"num_experts": 4, "hidden_dim": 8, "loss_coef": -1}, "loss_coef"),
+        ({"num_experts": 4, "hidden_dim": 8, "num_groups": 0}, "num_groups"),
     ],
 )
 def test_bad_arguments(kwargs, message):
@@ -295,7 +299,36 @@ def test_step_equals_the_no_drop_mixture_for_few_and_many_tokens(rng, tokens):
     mask = np.ones(tokens, bool)
     mask[-1] = tokens == 1
     expected, _, _ = moe.mixture(x, mask.astype("float32"), no_drops=True)
-    expected = moe.norm(x + expected)
+    expected = moe.norm(x + to_numpy(expected))
     np.testing.assert_allclose(to_numpy(moe.step(x, mask)), to_numpy(expected), atol=1e-5)
     compiled = compile_fn(lambda x: moe.step(x))
     np.testing.assert_allclose(to_numpy(compiled(x)), to_numpy(moe.step(x)), atol=1e-5)
+
+
+def test_each_routing_group_is_routed_on_its_own(rng):
+    """Two groups compute what two calls on the halves compute: each its own
+    capacity, drops and balancing loss (the layer's loss is their mean)."""
+    settings = {"num_experts": 4, "top_k": 2, "eval_capacity_factor": 0.5}
+    grouped = build_moe(num_groups=2, **settings)
+    randomize_gates(grouped, rng)
+    x = rng.normal(size=(4, 6, 8)).astype("float32")
+    together = to_numpy(grouped(x))
+    loss, dropped = float(to_numpy(grouped.losses[0])), float(to_numpy(grouped.dropped_fraction))
+    halves, losses, drops = [], [], []
+    grouped.num_groups = 1
+    for half in (x[:2], x[2:]):
+        halves.append(to_numpy(grouped(half)))
+        losses.append(float(to_numpy(grouped.losses[0])))
+        drops.append(float(to_numpy(grouped.dropped_fraction)))
+    np.testing.assert_allclose(together, np.concatenate(halves), atol=1e-5)
+    np.testing.assert_allclose(loss, np.mean(losses), rtol=1e-5)
+    np.testing.assert_allclose(dropped, np.mean(drops), rtol=1e-5)
+    assert dropped > 0.1  # capacity bites, so the grouping matters:
+    assert np.abs(to_numpy(grouped(x)) - together).max() > 1e-3  # one group of 24 tokens
+
+
+def test_tokens_that_do_not_split_into_the_groups_are_a_clear_error(rng):
+    moe = build_moe(num_groups=4)
+    with pytest.raises(ValueError, match="do not split into 4 routing groups"):
+        moe(rng.normal(size=(3, 2, 8)).astype("float32"))
+    assert build_moe(num_groups=4).get_config()["num_groups"] == 4

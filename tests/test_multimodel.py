@@ -351,3 +351,9 @@ def test_score_gives_teacher_forced_token_counts_accuracy_and_log_likelihood(rng
     assert int(labels["tokens"]) == 2 and labels["log_likelihood"] < 0
     with pytest.raises(ValueError, match="integer class or token ids"):
         model.score("label", batch["image_to_class_label"]["inputs"], np.array([1.0, 3.0]))
+
+
+@pytest.mark.skipif(keras.backend.backend() != "torch", reason="the torch backend's error")
+def test_export_on_torch_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="written from the TensorFlow or JAX backend"):
+        make_model().export(tmp_path / "served")

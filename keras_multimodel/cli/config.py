@@ -14,6 +14,14 @@ from keras_multimodel.errors import InputError
 # LAS 0.39; 1e-2 diverges on some tasks (accuracy 0.69, BLEU 0).
 LEARNING_RATE_SCALE = 0.04
 
+# --distribution: how `train` spreads over the visible devices (keras_multimodel.cli.scale).
+DISTRIBUTIONS = {
+    "none": None,  # one device
+    "data_parallel": "jax",  # keras.distribution.DataParallel
+    "expert_parallel": "jax",  # keras.distribution.ModelParallel, experts split
+    "mirrored": "tensorflow",  # tf.distribute.MirroredStrategy
+}
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
@@ -36,6 +44,9 @@ class TrainConfig:
             `LEARNING_RATE_SCALE / sqrt(hidden_size)` (the Transformer's rule): 5e-3
             for `tiny` (64 wide), 2.5e-3 for `base`, 1.8e-3 for `paper`.
         seed: random seed of initialisation and data order.
+        distribution: "none" (one device), "data_parallel" or "expert_parallel"
+            (JAX, `keras.distribution` over every visible device) or "mirrored"
+            (TensorFlow, `tf.distribute.MirroredStrategy`); see docs/scaling.md.
     """
 
     tasks: tuple = bundled.PAPER_TASKS
@@ -50,6 +61,7 @@ class TrainConfig:
     validation_steps: int = 4
     learning_rate: float | None = None
     seed: int = 0
+    distribution: str = "none"
 
     @property
     def epochs(self):
@@ -66,6 +78,21 @@ class TrainConfig:
             raise InputError(f"--learning_rate must be > 0; received {self.learning_rate!r}")
         if self.seed < 0:
             raise InputError(f"--seed must be >= 0; received {self.seed}")
+        if self.distribution not in DISTRIBUTIONS:
+            raise InputError(
+                f"--distribution must be one of {', '.join(DISTRIBUTIONS)}; received "
+                f"{self.distribution!r}"
+            )
+        backend = DISTRIBUTIONS[self.distribution]
+        import keras
+
+        if backend is not None and keras.backend.backend() != backend:
+            raise InputError(
+                f"--distribution {self.distribution} runs on the {backend} backend; this is "
+                f"{keras.backend.backend()} (set KERAS_BACKEND={backend}, or pick "
+                + ("mirrored" if backend == "jax" else "data_parallel or expert_parallel")
+                + ")"
+            )
         if self.mixing not in STRATEGIES:
             raise InputError(f"--mixing must be one of {', '.join(STRATEGIES)}")
         if not self.tasks:

@@ -10,7 +10,7 @@ import sys
 
 from absl import app, flags
 
-from keras_multimodel.cli.config import DemoConfig, TrainConfig
+from keras_multimodel.cli.config import DISTRIBUTIONS, DemoConfig, TrainConfig
 from keras_multimodel.data.bundled import DATA_SIZES
 from keras_multimodel.data.mixture import STRATEGIES
 from keras_multimodel.errors import InputError
@@ -53,6 +53,12 @@ def _define_flags():
         "hidden size), 5e-3 for tiny.",
     )
     flags.DEFINE_integer("seed", _TRAIN.seed, "train: random seed.")
+    flags.DEFINE_enum(
+        "distribution",
+        _TRAIN.distribution,
+        list(DISTRIBUTIONS),
+        "train: none (one device); data_parallel or expert_parallel (JAX); mirrored (TF).",
+    )
     flags.DEFINE_integer("max_examples", None, "evaluate: at most this many test examples a task.")
     flags.DEFINE_bool(
         "skip_unavailable",
@@ -87,6 +93,7 @@ def train_config():
         vocabulary_size=FLAGS.vocabulary_size,
         learning_rate=FLAGS.learning_rate,
         seed=FLAGS.seed,
+        distribution=FLAGS.distribution,
     )
 
 

@@ -9,9 +9,10 @@ import time
 
 import keras
 
-from keras_multimodel.callbacks import AtomicBackupAndRestore, StopAtStep
+from keras_multimodel.callbacks import AtomicBackupAndRestore, StopAtStep, optimizer_step
 from keras_multimodel.cli.config import TrainConfig
 from keras_multimodel.cli.run_lock import run_lock
+from keras_multimodel.cli.scale import describe, distribution_scope
 from keras_multimodel.data import bundled, mixture
 from keras_multimodel.data.tokenizer import train_tokenizer
 from keras_multimodel.errors import DataError
@@ -83,7 +84,7 @@ def train(output_dir, config=None, verbose=None):
 
 
 def _train(output_dir, config, verbose):
-    from keras_multimodel.models import MultiModel
+    from keras_multimodel.models import BodyConfig
 
     if (output_dir / MODEL_FILE).exists():
         raise DataError(
@@ -95,6 +96,16 @@ def _train(output_dir, config, verbose):
     start = time.time()
     tokenizer = _tokenizer(output_dir, config)
     tasks = bundled.make_tasks(tokenizer, config.tasks, config.data_size)
+    scope, degree = distribution_scope(
+        config.distribution, BodyConfig.from_preset(config.preset)
+    )
+    with scope:  # the model's variables are created, and trained, where they belong
+        return _fit(output_dir, config, tokenizer, tasks, degree, start, verbose)
+
+
+def _fit(output_dir, config, tokenizer, tasks, degree, start, verbose):
+    from keras_multimodel.models import MultiModel
+
     model = MultiModel(tasks, preset=config.preset, tokenizer=tokenizer)
 
     def data(split, seed):
@@ -108,6 +119,7 @@ def _train(output_dir, config, verbose):
             rates=config.mixing,
             num_buckets=config.num_buckets,
             seed=seed,
+            batch_multiple=degree,
         )
 
     steps = config.train_steps
@@ -129,7 +141,8 @@ def _train(output_dir, config, verbose):
     print(
         f"Training {config.preset!r} on {', '.join(config.tasks)} ({config.data_size} data) "
         f"for {steps} steps of {config.batch_size} examples (peak learning rate "
-        f"{config.peak_learning_rate:g}); backend {keras.backend.backend()}."
+        f"{config.peak_learning_rate:g}); backend {keras.backend.backend()}, "
+        f"{describe(config.distribution, degree)}."
     )
     history = model.fit(
         data("train", data_seed),
@@ -145,7 +158,7 @@ def _train(output_dir, config, verbose):
     os.replace(staging, output_dir / MODEL_FILE)  # atomic: complete or absent
     shutil.rmtree(output_dir / BACKUP_DIR, ignore_errors=True)  # only once the model is saved
     seconds = time.time() - start
-    steps_taken = int(model.optimizer.iterations)
+    steps_taken = optimizer_step(model)
     (output_dir / "train_time.json").write_text(
         json.dumps({"seconds": seconds, "steps": steps_taken}) + "\n"
     )

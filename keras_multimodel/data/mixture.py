@@ -128,14 +128,16 @@ def mixture(
     seed=None,
     cap=None,
     temperature=2.0,
+    batch_multiple=1,
 ):
     """Mixes per-task datasets into the batches `MultiModel.fit` consumes.
 
     Each element is `{group: {"inputs", "targets", "task_id"}}` with one sub-batch per
     group of tasks present in `datasets` (tasks sharing input and target nets; see
     `MultiModel.groups`). Group g gets `round(batch_size * rate_g)` examples (at
-    least 1), where `rate_g` sums its tasks' normalised `rates`; inside a group,
-    tasks are sampled in proportion to their rates.
+    least 1; rounded to a multiple of `batch_multiple`), where `rate_g` sums its
+    tasks' normalised `rates`; inside a group, tasks are sampled in proportion to
+    their rates.
 
     Variable-length tensors (text, waveforms) are padded with 0 to one of
     `num_buckets` lengths per modality (`bucket_boundaries`); one bucket index is
@@ -162,6 +164,10 @@ def mixture(
         seed: seed of shuffling and task sampling.
         cap: largest size counted per task by "proportional" and "temperature".
         temperature: the "temperature" strategy's temperature.
+        batch_multiple: every sub-batch size is a multiple of this, at least one
+            multiple: the data-parallel degree (devices or replicas), since every
+            sub-batch is split evenly between them. `train --distribution` fills
+            it in.
 
     Returns:
         A `tf.data.Dataset` of batches, prefetched.
@@ -189,6 +195,12 @@ def mixture(
             )
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InputError(f"mixture: `batch_size` must be a positive int; got {batch_size!r}.")
+    multiple = batch_multiple
+    if isinstance(multiple, bool) or not isinstance(multiple, int) or multiple < 1:
+        raise InputError(
+            f"mixture: `batch_multiple` must be a positive int (the data-parallel degree); "
+            f"got {batch_multiple!r}."
+        )
     if isinstance(num_buckets, bool) or not isinstance(num_buckets, int) or num_buckets < 1:
         raise InputError(f"mixture: `num_buckets` must be a positive int; got {num_buckets!r}.")
     is_count = isinstance(shuffle_buffer, int) and not isinstance(shuffle_buffer, bool)
@@ -222,13 +234,23 @@ def mixture(
                 seed=seed,
                 stop_on_empty_dataset=True,
             )
-        size = max(1, round(batch_size * group_rate))
+        size = sub_batch_size(batch_size, group_rate, batch_multiple)
         groups[group] = stream.padded_batch(size, drop_remainder=True)
     batches = tf.data.Dataset.zip(groups)
     return batches.map(
         lambda batch: _pad_to_bucket(batch, max_lengths, num_buckets),
         num_parallel_calls=tf.data.AUTOTUNE,
     ).prefetch(tf.data.AUTOTUNE)
+
+
+def sub_batch_size(batch_size, rate, batch_multiple=1):
+    """A group's examples per batch: `batch_size * rate` rounded to a multiple of
+    `batch_multiple` (at least one multiple).
+
+    >>> sub_batch_size(48, 1 / 3, batch_multiple=8), sub_batch_size(48, 0.05, 8)
+    (16, 8)
+    """
+    return batch_multiple * max(1, round(batch_size * rate / batch_multiple))
 
 
 def check_dataset(task, dataset):

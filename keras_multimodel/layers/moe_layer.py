@@ -1,11 +1,12 @@
 """MoELayer: a sparsely-gated mixture of feed-forward experts with static shapes."""
 
 import contextlib
+import threading
 import weakref
 
 import keras
 from keras import ops
-from keras.src.backend.common.stateless_scope import get_stateless_scope
+from keras.src.backend.common.stateless_scope import get_stateless_scope, in_stateless_scope
 
 from keras_multimodel.errors import InputError
 from keras_multimodel.layers import layer_utils, moe_routing
@@ -31,6 +32,20 @@ class MoELayer(keras.layers.Layer):
     `None` there (or for training) means no drops at all, at the cost of `C = tokens`
     slots per expert (cheap while decoding, when tokens = batch size).
 
+    **Routing groups.** Tokens are routed within groups of equal size, each with its
+    own capacity and balancing loss (the loss is the mean over groups; GShard's
+    "local groups"). Under data parallelism there is one group per data shard, so
+    routing, dispatch and the experts' work stay on each device: the MoE's work per
+    device falls with the number of devices instead of every device computing
+    every expert on the whole batch. `num_groups=None` (the default) means one group
+    per data shard: on JAX, the size of the batch axis of the active
+    `keras.distribution` (1 without one); under `tf.distribute`, one group per
+    replica. A fixed `num_groups` (groups per global batch) makes one device compute
+    exactly what a data-parallel run computes. When the expert kernels are sharded
+    over a mesh axis (`MultiModel.get_layout_map`), the expert buffer is
+    resharded along the expert axis (an all-to-all when the data and experts share
+    the axis: expert parallelism).
+
     Padded positions (mask False) are neither routed nor counted. The balancing loss
     `loss_coef * (cv²(importance) + cv²(load))` is added with `add_loss` once per call.
     Gate and noise weights start at zero and the router runs in float32 under
@@ -54,6 +69,8 @@ class MoELayer(keras.layers.Layer):
         kernel_initializer: initializer of each expert's kernels, applied per expert;
             defaults to Glorot uniform over one expert's fan-in and fan-out.
         seed: seed of the gating noise.
+        num_groups: routing groups per global batch, or None for one per data
+            shard (see above). The tokens of a call must divide into them.
         **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -86,6 +103,7 @@ class MoELayer(keras.layers.Layer):
         epsilon=1e-6,
         kernel_initializer=None,
         seed=None,
+        num_groups=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -122,6 +140,9 @@ class MoELayer(keras.layers.Layer):
             keras.initializers.get(kernel_initializer) if kernel_initializer is not None else None
         )
         self.seed = seed
+        if num_groups is not None:
+            num_groups = layer_utils.check_positive_int(name, "num_groups", num_groups)
+        self.num_groups = num_groups
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.supports_masking = True
         self._routing_observers = ()
@@ -185,9 +206,40 @@ class MoELayer(keras.layers.Layer):
         self.built = True
 
     def route(self, x, mask=None, training=False):
-        """Gating only: the `moe_routing.Routing` of `x` `(..., channels)` as flat tokens."""
+        """Gating only: the `moe_routing.Routing` of `x` `(..., channels)` as flat tokens.
+
+        Routed in one group; `gates` and `experts` are `(N, k)`, `importance` and
+        `load` `(E,)`.
+        """
         tokens = ops.reshape(x, (-1, ops.shape(x)[-1]))  # (N, d)
-        return self._route(tokens, self._valid(tokens, mask), training)
+        routing = self._route(tokens[None], self._valid(tokens, mask)[None], training)
+        return _flat_routing(routing)
+
+    def routing_groups(self, num_tokens=None):
+        """The number of routing groups a call over `num_tokens` tokens uses.
+
+        `num_groups`, or one per data shard (see the class docstring). Under
+        `tf.distribute` each replica routes its share, `num_groups / replicas`.
+        """
+        replicas = _replicas_in_sync()
+        if self.num_groups is None:
+            groups = _data_parallel_degree() if replicas == 1 else 1
+        elif self.num_groups % replicas:
+            raise InputError(
+                f"MoELayer {self.name!r}: num_groups={self.num_groups} must be a multiple of "
+                f"the {replicas} replicas of the tf.distribute strategy (each replica routes "
+                "num_groups / replicas groups). Change num_groups, or None for one per replica."
+            )
+        else:
+            groups = self.num_groups // replicas
+        if isinstance(num_tokens, int) and num_tokens % groups:
+            raise InputError(
+                f"MoELayer {self.name!r}: {num_tokens} tokens do not split into {groups} "
+                "routing groups of equal size. Make the batch size a multiple of the "
+                "number of groups (the data-parallel degree: keras_multimodel.data.mixture "
+                "takes `batch_multiple`), or set `num_groups`."
+            )
+        return groups
 
     def _route(self, tokens, valid, training):
         tokens = ops.cast(tokens, "float32")  # the router runs in float32
@@ -205,39 +257,88 @@ class MoELayer(keras.layers.Layer):
             return ops.ones(ops.shape(tokens)[:1], dtype="float32")
         return ops.cast(ops.reshape(mask, (-1,)), "float32")
 
-    def _experts(self, inputs):
-        # inputs (E, C, d) -> (E, C, d): one batched matmul per layer over all experts.
-        # (batched matmul measured as fast as or faster than einsum on both backends)
-        hidden = ops.matmul(inputs, self.expert_kernel_in)  # (E, C, hidden)
-        hidden = self.activation(hidden + self.expert_bias_in[:, None, :])
-        outputs = ops.matmul(hidden, self.expert_kernel_out)  # (E, C, d)
-        return outputs + self.expert_bias_out[:, None, :]
+    def _expert_axis(self):
+        """Mesh axis the expert kernels are sharded over (JAX distribution), or None."""
+        distribution = _active_distribution()
+        if distribution is None:
+            return None
+        layout = distribution.get_variable_layout(self.expert_kernel_in)
+        return None if layout is None else layout.axes[0]
 
-    def mixture(self, tokens, valid, training=False, no_drops=False):
+    def _constrain(self, tensor, *axes):
+        """Under a JAX distribution, asks the compiler to lay `tensor` out along `axes`."""
+        distribution = _active_distribution()
+        if distribution is None or all(axis is None for axis in axes):
+            return tensor
+        layout = keras.distribution.TensorLayout(axes, distribution.device_mesh)
+        return keras.distribution.distribute_tensor(tensor, layout)
+
+    def _experts(self, inputs, layout=(None, None, None, None)):
+        # inputs (G, E, C, d) -> (G, E, C, d): one contraction per layer over all
+        # experts, batched over the expert axis (so a sharded expert axis stays local).
+        # (Weights cast to the inputs' dtype: `step` runs outside Keras's autocast,
+        # and torch's einsum does not promote mixed dtypes.)
+        kernel_in, kernel_out, bias_in, bias_out = (
+            ops.cast(w, inputs.dtype)
+            for w in (self.expert_kernel_in, self.expert_kernel_out,
+                      self.expert_bias_in, self.expert_bias_out)
+        )  # fmt: skip
+        if inputs.shape[0] == 1:  # one group: a batched matmul (faster on TF than einsum)
+            hidden = ops.matmul(inputs[0], kernel_in)[None]  # (1, E, C, h)
+        else:
+            hidden = ops.einsum("gecd,edh->gech", inputs, kernel_in)  # (G, E, C, h)
+        hidden = self._constrain(hidden, *layout)
+        hidden = self.activation(hidden + bias_in[:, None, :])
+        if inputs.shape[0] == 1:
+            outputs = ops.matmul(hidden[0], kernel_out)[None]  # (1, E, C, d)
+        else:
+            outputs = ops.einsum("gech,ehd->gecd", hidden, kernel_out)  # (G, E, C, d)
+        return outputs + bias_out[:, None, :]
+
+    def mixture(self, tokens, valid, training=False, no_drops=False, groups=None):
         """The expert mixture alone, before residual and LayerNorm.
 
         Args:
             tokens: `(N, channels)`.
             valid: `(N,)` float32, 1 for real tokens and 0 for padding.
             training: whether gating noise and the training capacity apply.
-            no_drops: give every expert `N` slots, whatever the capacity factors.
+            no_drops: give every expert all of its group's slots, whatever the
+                capacity factors.
+            groups: routing groups (default: `routing_groups(N)`); consecutive
+                tokens share a group.
 
         Returns:
             `(mixture, routing, dispatch)`: the `(N, channels)` gate-weighted sum of
-            the kept experts' outputs, the `moe_routing.Routing` and the
-            `moe_routing.Dispatch`.
+            the kept experts' outputs, the `moe_routing.Routing` as flat tokens
+            (gates `(N, k)`, importance `(E,)` summed over groups) and the
+            `moe_routing.Dispatch` (per group).
         """
-        routing = self._route(tokens, valid, training)
+        num_tokens = ops.shape(tokens)[0]
+        groups = self.routing_groups(num_tokens) if groups is None else groups
+        channels = ops.shape(tokens)[-1]
+        # (G, N/G, d): a group per data shard, where the batch already lies.
+        batch_axis = _batch_axis(groups)
+        grouped = ops.reshape(tokens, (groups, -1, channels))
+        grouped = self._constrain(grouped, batch_axis, None, None)
+        valid = ops.reshape(valid, (groups, -1))  # (G, N/G)
+        routing = self._route(grouped, valid, training)
         factor = self.capacity_factor if training else self.eval_capacity_factor
         factor = None if no_drops else factor
         capacity = moe_routing.expert_capacity(
-            ops.shape(tokens)[0], self.num_experts, self.top_k, factor
+            ops.shape(grouped)[1], self.num_experts, self.top_k, factor
         )
         plan = moe_routing.dispatch(routing.experts, valid, self.num_experts, capacity)
-        expert_inputs = moe_routing.gather_expert_inputs(tokens, plan, self.num_experts)
-        expert_outputs = self._experts(expert_inputs)  # (E, C, d)
+        expert_inputs = moe_routing.gather_expert_inputs(grouped, plan, self.num_experts)
+        expert_axis = self._expert_axis()
+        layout = (None, None, None, None)
+        if expert_axis is not None:  # expert parallelism: move tokens to their experts
+            layout = (None if expert_axis == batch_axis else batch_axis, expert_axis, None, None)
+            expert_inputs = self._constrain(expert_inputs, *layout)
+        expert_outputs = self._experts(expert_inputs, layout)  # (G, E, C, d)
+        if expert_axis is not None:  # and back to their data shard
+            expert_outputs = self._constrain(expert_outputs, batch_axis, None, None, None)
         mixture = moe_routing.combine_expert_outputs(expert_outputs, plan, routing.gates)
-        return mixture, routing, plan
+        return ops.reshape(mixture, (num_tokens, channels)), _flat_routing(routing), plan
 
     def call(self, x, mask=None, training=None):
         input_shape = ops.shape(x)
@@ -297,9 +398,11 @@ class MoELayer(keras.layers.Layer):
         if isinstance(num_tokens, int) and num_tokens * self.top_k < self.num_experts:
             # Few tokens (one decoding step): fetch only the chosen experts' weights
             # instead of running every expert's N slots.
-            mixture = self._mixture_of_chosen_experts(tokens, self._route(tokens, valid, False))
+            routing = _flat_routing(self._route(tokens[None], valid[None], False))
+            mixture = self._mixture_of_chosen_experts(tokens, routing)
         else:
-            mixture, _, _ = self.mixture(tokens, valid, no_drops=True)
+            # Without drops a token's output does not depend on its group.
+            mixture, _, _ = self.mixture(tokens, valid, no_drops=True, groups=1)
         return self.norm(x + ops.reshape(ops.cast(mixture, x.dtype), input_shape))
 
     def _mixture_of_chosen_experts(self, tokens, routing):
@@ -318,6 +421,29 @@ class MoELayer(keras.layers.Layer):
         gates = ops.cast(routing.gates, outputs.dtype)[..., None]  # 0 for padding
         return ops.sum(outputs * gates, axis=1)
 
+    # Under `tf.distribute`, replicas trace the step in threads of their own, taking
+    # turns at every cross-replica sync (a mirrored variable's assignment is one), so
+    # a layer attribute shared by the replicas would mix their losses up. Outside
+    # a StatelessScope (TensorFlow) this layer keeps its losses per thread.
+    def _thread_losses(self):
+        local = self.__dict__.get("_per_thread")
+        if local is None:
+            local = threading.local()
+            object.__setattr__(self, "_per_thread", local)  # untracked by Keras
+        if not hasattr(local, "losses"):
+            local.losses = []
+        return local.losses
+
+    def add_loss(self, loss):
+        if in_stateless_scope():
+            return super().add_loss(loss)
+        self._thread_losses().extend(keras.tree.flatten(loss))
+
+    def _get_own_losses(self):
+        if in_stateless_scope():
+            return super()._get_own_losses()
+        return list(self._thread_losses())
+
     def _clear_losses(self):
         # Keras clears a layer's losses whenever the layer is the outermost call. Under
         # `Model.stateless_call` (how JAX trains) the model's `call` runs outside any
@@ -328,6 +454,7 @@ class MoELayer(keras.layers.Layer):
         scope = get_stateless_scope()
         if scope is None or not scope.collect_losses:
             self._loss_scope = None
+            self._thread_losses().clear()
             return super()._clear_losses()
         if getattr(self, "_loss_scope", None) is None or self._loss_scope() is not scope:
             self._loss_scope = weakref.ref(scope)
@@ -357,6 +484,53 @@ class MoELayer(keras.layers.Layer):
                     else None
                 ),
                 "seed": self.seed,
+                "num_groups": self.num_groups,
             }
         )
         return config
+
+
+def _flat_routing(routing):
+    """A grouped `Routing` as flat tokens: gates and experts `(G * N, k)`, sums `(E,)`."""
+    top_k = routing.gates.shape[-1]
+    return moe_routing.Routing(
+        gates=ops.reshape(routing.gates, (-1, top_k)),
+        experts=ops.reshape(routing.experts, (-1, top_k)),
+        aux_loss=routing.aux_loss,
+        importance=ops.sum(routing.importance, axis=0),
+        load=ops.sum(routing.load, axis=0),
+    )
+
+
+def _active_distribution():
+    """The `keras.distribution` in effect (JAX), or None."""
+    if keras.backend.backend() != "jax":
+        return None
+    return keras.distribution.distribution()
+
+
+def _data_parallel_degree():
+    """Data shards of the active `keras.distribution` (its batch axis size), else 1."""
+    distribution = _active_distribution()
+    if distribution is None or distribution.batch_dim_name is None:
+        return 1
+    mesh = distribution.device_mesh
+    return mesh.shape[mesh.axis_names.index(distribution.batch_dim_name)]
+
+
+def _batch_axis(groups):
+    """The mesh axis to lay routing groups along: the batch axis, when a group is a shard."""
+    distribution = _active_distribution()
+    if distribution is None or groups != _data_parallel_degree() or groups == 1:
+        return None
+    return distribution.batch_dim_name
+
+
+def _replicas_in_sync():
+    """Replicas of the `tf.distribute` strategy this call runs under (1 outside one)."""
+    if keras.backend.backend() != "tensorflow":
+        return 1
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()
+    return 1 if context is None else context.num_replicas_in_sync

@@ -35,6 +35,7 @@ def depthwise_conv1d(x, kernel, dilation=1):
     >>> np.asarray(depthwise_conv1d(x, np.array([[1.0], [10.0]], "float32")))[0, :, 0]
     array([10., 21., 32., 43.], dtype=float32)
     """
+    x = ops.convert_to_tensor(x)  # (torch: numpy arrays do not mix with tensors)
     kernel = ops.copy(kernel)  # a tensor, not a variable, inside the custom gradient
     k = kernel.shape[0]
     field = (k - 1) * dilation

@@ -58,6 +58,7 @@ class _BodyPart(keras.layers.Layer):
             eval_capacity_factor=c.eval_capacity_factor,
             loss_coef=c.moe_loss_coef,
             dropout=c.dropout,
+            num_groups=c.moe_num_groups,
             dtype=self.dtype_policy,
             name=name,
         )

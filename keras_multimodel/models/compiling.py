@@ -36,5 +36,11 @@ def compile_function(model, fn, state=()):
     if backend == "tensorflow":
         import tensorflow as tf
 
-        return tf.function(fn, jit_compile=True, reduce_retracing=True)
+        # XLA cannot read a tf.distribute strategy's mirrored variables (their
+        # copies live on other devices): a model built in a strategy's scope decodes
+        # in a plain graph.
+        mirrored = any(
+            isinstance(v.value, tf.distribute.DistributedValues) for v in model.variables
+        )
+        return tf.function(fn, jit_compile=not mirrored, reduce_retracing=True)
     return fn

@@ -1,5 +1,7 @@
 """MultiModel: modality nets around one encoder-mixer-decoder body, trained with `fit`."""
 
+import threading
+
 import keras
 import keras_hub
 import numpy as np
@@ -118,7 +120,9 @@ class MultiModel(GenerationMixin, ScoringMixin, TrainingMixin, keras.Model):
         self.task_accuracies = [keras.metrics.Mean(name=t.metric_name) for t in self.tasks]
         self.moe_loss_tracker = keras.metrics.Mean(name="moe_loss")
         self.moe_dropped_tracker = keras.metrics.Mean(name="moe_dropped_fraction")
-        self._dropped_fractions = None  # (outputs of the latest call, its fractions)
+        # (outputs of this thread's latest call, its fractions); per thread because
+        # tf.distribute replicas trace the step in threads of their own.
+        object.__setattr__(self, "_latest_call", threading.local())
         self._generate_functions = {}
         self.built = True
 
@@ -203,7 +207,7 @@ class MultiModel(GenerationMixin, ScoringMixin, TrainingMixin, keras.Model):
             dropped += [ops.copy(moe.dropped_fraction.value) for moe in self.moe_layers]
         # For `compute_loss` in the same step: it uses them only for these outputs (a
         # `predict` or `score` call leaves them behind, never to be used elsewhere).
-        self._dropped_fractions = (tuple(outputs.values()), dropped)
+        self._latest_call.dropped = (tuple(outputs.values()), dropped)
         return outputs
 
     # ----- loss and metrics ------------------------------------------------------------
@@ -225,16 +229,22 @@ class MultiModel(GenerationMixin, ScoringMixin, TrainingMixin, keras.Model):
         return statistics
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        # Each task's loss is its mean over the target tokens of the *global* batch:
+        # under tf.distribute a replica returns its tokens' loss sum over the global
+        # token count (its share; replicas' gradients are summed). On one device, and
+        # on JAX (which sees the global batch), the global count is the local one.
         total = ops.zeros((), "float32")
         for index, loss, count, _, of_task in self._task_statistics(x, y_pred):
-            tokens = ops.sum(count * of_task)
+            tokens = _sum_over_replicas(ops.stop_gradient(ops.sum(count * of_task)))
             task_loss = ops.sum(loss * of_task) / ops.maximum(tokens, 1.0)
             total = total + self.tasks[index].loss_weight * task_loss
         balance = ops.zeros((), "float32")
         for loss in self.losses:  # MoE balancing losses, once per MoE call
+            # Keras scales these by 1 / replicas under tf.distribute.
             balance = balance + ops.cast(self._aggregate_additional_loss(loss), "float32")
-        self.moe_loss_tracker.update_state(balance)
-        latest, self._dropped_fractions = self._dropped_fractions, None
+        self.moe_loss_tracker.update_state(_unscale_for_replicas(balance))
+        latest = getattr(self._latest_call, "dropped", None)
+        self._latest_call.dropped = None
         if latest is not None and _same_tensors(latest[0], y_pred):  # this step's call
             self.moe_dropped_tracker.update_state(ops.mean(ops.stack(latest[1])))
         return total + balance
@@ -246,6 +256,67 @@ class MultiModel(GenerationMixin, ScoringMixin, TrainingMixin, keras.Model):
             self.task_losses[index].update_state(loss / safe, sample_weight=weight)
             self.task_accuracies[index].update_state(correct / safe, sample_weight=weight)
         return self.get_metrics_result()
+
+    # ----- distribution ---------------------------------------------------------------
+    @staticmethod
+    def get_layout_map(
+        device_mesh,
+        model_parallel_dim_name="model",
+        data_parallel_dim_name="batch",
+        expert_parallel_dim_name=None,
+        shard_attention=True,
+    ):
+        """A `keras.distribution.LayoutMap` for `keras.distribution.ModelParallel` (JAX).
+
+        Shards every MoE layer's experts (their kernels and biases, along the
+        expert axis) over `expert_parallel_dim_name` of `device_mesh` (by default
+        the model axis), and the attention layers' query, key, value and output
+        kernels along their heads over the model axis (Megatron-style; skipped when
+        the mesh has no model axis). Everything else is replicated. The batch is
+        sharded over `data_parallel_dim_name`.
+
+        Two common meshes:
+        - `(data, model)` axes `("batch", "model")`: data parallel over "batch",
+          experts and heads split over "model";
+        - one axis `("batch",)` with `expert_parallel_dim_name="batch"`: every
+          device holds `num_experts / devices` experts and its own data shard; the
+          MoE moves tokens to their experts and back (all-to-all), GShard's
+          expert parallelism.
+
+        The expert count must be a multiple of the expert axis's size, and the
+        heads of the model axis's size (or pass `shard_attention=False`).
+
+        Example (on 8 devices, e.g. `XLA_FLAGS=--xla_force_host_platform_device_count=8`):
+        ```python
+        mesh = keras.distribution.DeviceMesh((2, 4), ["batch", "model"])
+        layout_map = MultiModel.get_layout_map(mesh)
+        keras.distribution.set_distribution(
+            keras.distribution.ModelParallel(layout_map=layout_map, batch_dim_name="batch")
+        )
+        model = MultiModel(tasks, num_experts=8)  # variables are created sharded
+        ```
+        """
+        axes = list(device_mesh.axis_names)
+        expert_axis = expert_parallel_dim_name or model_parallel_dim_name
+        for role, axis in (
+            ("data_parallel_dim_name", data_parallel_dim_name),
+            ("expert axis", expert_axis),
+        ):
+            if axis not in axes:
+                raise InputError(
+                    f"MultiModel.get_layout_map: the {role} {axis!r} is not an axis of the "
+                    f"device mesh, whose axes are {axes}. Name one of them (e.g. "
+                    "expert_parallel_dim_name='batch' on a one-axis mesh)."
+                )
+        layout_map = keras.distribution.LayoutMap(device_mesh)
+        layout_map[r".*/expert_kernel_(in|out)"] = (expert_axis, None, None)
+        layout_map[r".*/expert_bias_(in|out)"] = (expert_axis, None)
+        model_axis = model_parallel_dim_name
+        if shard_attention and model_axis in axes and model_axis != data_parallel_dim_name:
+            model = model_parallel_dim_name
+            layout_map[r".*/attention_\d+/(query|key|value)/kernel"] = (None, model, None)
+            layout_map[r".*/attention_\d+/attention_output/kernel"] = (model, None, None)
+        return layout_map
 
     # ----- export ------------------------------------------------------------------
     def export(
@@ -315,6 +386,44 @@ class MultiModel(GenerationMixin, ScoringMixin, TrainingMixin, keras.Model):
 
     def get_build_config(self):
         return None  # built in __init__
+
+    def get_compile_config(self):
+        # On torch, Keras saves its torch-only optimizer class (module
+        # keras.src.backend.torch.optimizers...); another backend would load it and
+        # run torch code. Keras's public optimizer of the same name (keras.optimizers,
+        # which resolves to each backend's own) keeps a .keras file portable.
+        config = super().get_compile_config()
+        optimizer = (config or {}).get("optimizer")
+        if (
+            isinstance(optimizer, dict)
+            and str(optimizer.get("module", "")).startswith("keras.src.backend.")
+            and hasattr(keras.optimizers, optimizer.get("class_name", ""))
+        ):
+            optimizer["module"] = "keras.optimizers"
+        return config
+
+
+def _sum_over_replicas(value):
+    """`value` summed over the replicas of the `tf.distribute` strategy running the step."""
+    if keras.backend.backend() != "tensorflow":
+        return value
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return value
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
+
+
+def _unscale_for_replicas(value):
+    """Undoes the 1 / replicas scaling `tf.distribute` gives added losses (for logs)."""
+    if keras.backend.backend() != "tensorflow":
+        return value
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()
+    replicas = 1 if context is None else context.num_replicas_in_sync
+    return value * replicas if replicas > 1 else value
 
 
 def _same_tensors(produced, outputs):

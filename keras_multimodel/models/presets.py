@@ -38,6 +38,8 @@ class BodyConfig:
         eval_capacity_factor: the same outside training.
         moe_loss_coef: weight of each MoE layer's balancing loss.
         dropout: dropout rate of every residual branch.
+        moe_num_groups: routing groups of each MoELayer per global batch; None
+            (the default) for one per data shard (see `MoELayer`).
 
     >>> BodyConfig.from_preset("tiny", hidden_size=32).hidden_size
     32
@@ -56,6 +58,7 @@ class BodyConfig:
     eval_capacity_factor: float | None = 2.0
     moe_loss_coef: float = 1e-2
     dropout: float = 0.1
+    moe_num_groups: int | None = None
 
     def __post_init__(self):
         for key in ("kernel_sizes", "dilation_rates"):  # JSON gives lists

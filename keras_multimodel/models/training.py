@@ -6,6 +6,7 @@ import sys
 import keras
 
 from keras_multimodel.callbacks import StopOnNonFiniteLoss
+from keras_multimodel.errors import InputError
 
 
 class TrainingMixin:
@@ -26,6 +27,7 @@ class TrainingMixin:
             # A dataset comes shuffled (`mixture` shuffles); Keras would warn that
             # its default `shuffle=True` does nothing.
             kwargs.setdefault("shuffle", False)
+            _check_batches_split_evenly(x)
         callbacks = list(callbacks or [])
         watching = (StopOnNonFiniteLoss, keras.callbacks.TerminateOnNaN)
         if not any(isinstance(callback, watching) for callback in callbacks):
@@ -86,3 +88,34 @@ def _guarded(model, attribute, state_variables):
 
     step.guarded = True
     return step
+
+
+def _check_batches_split_evenly(dataset):
+    """Under a JAX `keras.distribution`, every sub-batch must split over the data shards."""
+    if keras.backend.backend() != "jax":
+        return
+    distribution = keras.distribution.distribution()
+    if distribution is None or distribution.batch_dim_name is None:
+        return
+    mesh = distribution.device_mesh
+    shards = mesh.shape[mesh.axis_names.index(distribution.batch_dim_name)]
+    for path, spec in _leaves(dataset.element_spec):
+        size = spec.shape[0] if spec.shape.rank else None
+        if size is not None and size % shards:
+            raise InputError(
+                f"MultiModel.fit: the batch of {'/'.join(path)} has {size} examples, which do "
+                f"not split evenly over the {shards} data-parallel devices of the active "
+                f"{type(distribution).__name__}. Make every sub-batch a multiple of {shards}: "
+                f"keras_multimodel.data.mixture(..., batch_multiple={shards})."
+            )
+
+
+def _leaves(spec, path=()):
+    if isinstance(spec, dict):
+        for key, value in spec.items():
+            yield from _leaves(value, (*path, str(key)))
+    elif isinstance(spec, (tuple, list)):
+        for index, value in enumerate(spec):
+            yield from _leaves(value, (*path, str(index)))
+    else:
+        yield path, spec
