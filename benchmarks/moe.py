@@ -59,10 +59,11 @@ class AllExpertsMoE(MoELayer):
 
     def call(self, x, mask=None, training=None):
         tokens = ops.reshape(x, (-1, ops.shape(x)[-1]))  # (N, d)
-        routing = self._route(tokens, self._valid(tokens, mask), training)
+        routing = self._route(tokens[None], self._valid(tokens, mask)[None], training)
+        routing = routing._replace(gates=routing.gates[0], experts=routing.experts[0])
         all_outputs = self._experts(
-            ops.broadcast_to(tokens, (self.num_experts,) + tuple(tokens.shape))
-        )
+            ops.broadcast_to(tokens, (1, self.num_experts) + tuple(tokens.shape))
+        )[0]  # (E, N, d): one routing group
         dense_gates = ops.sum(
             ops.one_hot(routing.experts, self.num_experts) * routing.gates[..., None], axis=1
         )  # (N, E), k non-zeros per row

@@ -327,8 +327,14 @@ def test_each_routing_group_is_routed_on_its_own(rng):
     assert np.abs(to_numpy(grouped(x)) - together).max() > 1e-3  # one group of 24 tokens
 
 
-def test_tokens_that_do_not_split_into_the_groups_are_a_clear_error(rng):
-    moe = build_moe(num_groups=4)
-    with pytest.raises(ValueError, match="do not split into 4 routing groups"):
-        moe(rng.normal(size=(3, 2, 8)).astype("float32"))
+def test_a_training_batch_that_does_not_split_into_the_groups_is_a_clear_error(rng):
+    moe = build_moe(num_groups=4, eval_capacity_factor=None)
+    x = rng.normal(size=(3, 4, 8)).astype("float32")  # 12 tokens, but 3 sequences
+    with pytest.raises(ValueError, match="a batch of 3 does not split into 4 routing groups"):
+        moe(x, training=True)
+    # Outside training (evaluation, generate, serving) such a batch is one group.
+    moe.num_groups = 1
+    one_group = to_numpy(moe(x))
+    moe.num_groups = 4
+    np.testing.assert_allclose(to_numpy(moe(x)), one_group, atol=1e-6)
     assert build_moe(num_groups=4).get_config()["num_groups"] == 4

@@ -87,11 +87,12 @@ class TrainConfig:
         import keras
 
         if backend is not None and keras.backend.backend() != backend:
+            here = keras.backend.backend()
+            native = {"jax": "data_parallel or expert_parallel", "tensorflow": "mirrored"}
             raise InputError(
                 f"--distribution {self.distribution} runs on the {backend} backend; this is "
-                f"{keras.backend.backend()} (set KERAS_BACKEND={backend}, or pick "
-                + ("mirrored" if backend == "jax" else "data_parallel or expert_parallel")
-                + ")"
+                f"{here} (set KERAS_BACKEND={backend}, or pick "
+                f"{native.get(here, 'none: ' + here + ' trains on one device here')})"
             )
         if self.mixing not in STRATEGIES:
             raise InputError(f"--mixing must be one of {', '.join(STRATEGIES)}")

@@ -96,9 +96,7 @@ def _train(output_dir, config, verbose):
     start = time.time()
     tokenizer = _tokenizer(output_dir, config)
     tasks = bundled.make_tasks(tokenizer, config.tasks, config.data_size)
-    scope, degree = distribution_scope(
-        config.distribution, BodyConfig.from_preset(config.preset)
-    )
+    scope, degree = distribution_scope(config.distribution, BodyConfig.from_preset(config.preset))
     with scope:  # the model's variables are created, and trained, where they belong
         return _fit(output_dir, config, tokenizer, tasks, degree, start, verbose)
 
@@ -140,7 +138,9 @@ def _fit(output_dir, config, tokenizer, tasks, degree, start, verbose):
     ]
     print(
         f"Training {config.preset!r} on {', '.join(config.tasks)} ({config.data_size} data) "
-        f"for {steps} steps of {config.batch_size} examples (peak learning rate "
+        f"for {steps} steps of {config.batch_size} examples"
+        + (f", each task group's share a multiple of {degree}" if degree > 1 else "")
+        + " (peak learning rate "
         f"{config.peak_learning_rate:g}); backend {keras.backend.backend()}, "
         f"{describe(config.distribution, degree)}."
     )

@@ -41,7 +41,9 @@ class MoELayer(keras.layers.Layer):
     per data shard: on JAX, the size of the batch axis of the active
     `keras.distribution` (1 without one); under `tf.distribute`, one group per
     replica. A fixed `num_groups` (groups per global batch) makes one device compute
-    exactly what a data-parallel run computes. When the expert kernels are sharded
+    exactly what a data-parallel run computes. A training batch must split into the
+    groups (whole sequences each); outside training a batch that does not, or whose
+    size is unknown (an exported model), is routed as one group. When the expert kernels are sharded
     over a mesh axis (`MultiModel.get_layout_map`), the expert buffer is
     resharded along the expert axis (an all-to-all when the data and experts share
     the axis: expert parallelism).
@@ -252,6 +254,29 @@ class MoELayer(keras.layers.Layer):
             clean_logits, noise_logits, valid, self.top_k, noise=noise
         )
 
+    def _call_groups(self, input_shape, training):
+        """Routing groups of a `call`: whole sequences per group.
+
+        Training needs the batch to split into the groups (an error names the fix).
+        Outside training (evaluation, `predict`, `generate`, an exported model) a
+        batch that does not split, or whose size is unknown, is routed as one group.
+        """
+        rows = input_shape[0]  # sequences (rank 3) or tokens (rank 2)
+        static = isinstance(rows, int)
+        groups = self.routing_groups()
+        if groups == 1 or (static and rows % groups == 0):
+            return groups
+        if not training:
+            return 1
+        if static:
+            raise InputError(
+                f"MoELayer {self.name!r}: a batch of {rows} does not split into {groups} "
+                "routing groups of whole sequences. Make the batch size a multiple of the "
+                "number of groups (the data-parallel degree: keras_multimodel.data.mixture "
+                "takes `batch_multiple`), or set `num_groups`."
+            )
+        return groups  # an unknown batch in training: the reshape checks it
+
     def _valid(self, tokens, mask):
         if mask is None:
             return ops.ones(ops.shape(tokens)[:1], dtype="float32")
@@ -344,7 +369,8 @@ class MoELayer(keras.layers.Layer):
         input_shape = ops.shape(x)
         tokens = ops.reshape(x, (-1, input_shape[-1]))  # (N, d)
         valid = self._valid(tokens, mask)
-        mixture, routing, plan = self.mixture(tokens, valid, training)
+        groups = self._call_groups(input_shape, training)
+        mixture, routing, plan = self.mixture(tokens, valid, training, groups=groups)
         for observer in self._routing_observers:
             observer(routing, valid, input_shape)
         mixture = ops.reshape(ops.cast(mixture, x.dtype), input_shape)
@@ -412,12 +438,16 @@ class MoELayer(keras.layers.Layer):
         N * k < E (decoding a few sequences).
         """
         experts = routing.experts  # (N, k)
-        kernel_in = ops.take(self.expert_kernel_in, experts, axis=0)  # (N, k, d, h)
+
+        def chosen(weight):  # the chosen experts' weights, in the tokens' dtype
+            return ops.cast(ops.take(weight, experts, axis=0), tokens.dtype)
+
+        kernel_in = chosen(self.expert_kernel_in)  # (N, k, d, h)
         hidden = ops.einsum("nd,nkdh->nkh", tokens, kernel_in)
-        hidden = self.activation(hidden + ops.take(self.expert_bias_in, experts, axis=0))
-        kernel_out = ops.take(self.expert_kernel_out, experts, axis=0)  # (N, k, h, d)
+        hidden = self.activation(hidden + chosen(self.expert_bias_in))
+        kernel_out = chosen(self.expert_kernel_out)  # (N, k, h, d)
         outputs = ops.einsum("nkh,nkhd->nkd", hidden, kernel_out)
-        outputs = outputs + ops.take(self.expert_bias_out, experts, axis=0)  # (N, k, d)
+        outputs = outputs + chosen(self.expert_bias_out)  # (N, k, d)
         gates = ops.cast(routing.gates, outputs.dtype)[..., None]  # 0 for padding
         return ops.sum(outputs * gates, axis=1)
 
@@ -437,7 +467,10 @@ class MoELayer(keras.layers.Layer):
     def add_loss(self, loss):
         if in_stateless_scope():
             return super().add_loss(loss)
-        self._thread_losses().extend(keras.tree.flatten(loss))
+        losses = keras.tree.flatten(loss)
+        if not all(keras.ops.is_tensor(x) for x in losses):
+            raise ValueError("`add_loss()` takes tensors computed in `call()`.")
+        self._thread_losses().extend(losses)
 
     def _get_own_losses(self):
         if in_stateless_scope():
@@ -519,9 +552,11 @@ def _data_parallel_degree():
 
 
 def _batch_axis(groups):
-    """The mesh axis to lay routing groups along: the batch axis, when a group is a shard."""
+    """The mesh axis to lay routing groups along: the batch axis, when each data shard
+    holds whole groups."""
     distribution = _active_distribution()
-    if distribution is None or groups != _data_parallel_degree() or groups == 1:
+    degree = _data_parallel_degree()
+    if distribution is None or degree == 1 or groups % degree:
         return None
     return distribution.batch_dim_name
 

@@ -270,10 +270,12 @@ class MultiModel(GenerationMixin, ScoringMixin, TrainingMixin, keras.Model):
 
         Shards every MoE layer's experts (their kernels and biases, along the
         expert axis) over `expert_parallel_dim_name` of `device_mesh` (by default
-        the model axis), and the attention layers' query, key, value and output
-        kernels along their heads over the model axis (Megatron-style; skipped when
-        the mesh has no model axis). Everything else is replicated. The batch is
-        sharded over `data_parallel_dim_name`.
+        the model axis), and every attention layer's (decoder and I/O mixer) query,
+        key, value and output kernels along their heads over the model axis
+        (Megatron-style; skipped when the mesh has no model axis, or with
+        `shard_attention=False`). Everything else is replicated. Pass
+        `data_parallel_dim_name` as `ModelParallel`'s `batch_dim_name`: the batch is
+        split over it.
 
         Two common meshes:
         - `(data, model)` axes `("batch", "model")`: data parallel over "batch",
@@ -298,15 +300,20 @@ class MultiModel(GenerationMixin, ScoringMixin, TrainingMixin, keras.Model):
         """
         axes = list(device_mesh.axis_names)
         expert_axis = expert_parallel_dim_name or model_parallel_dim_name
-        for role, axis in (
-            ("data_parallel_dim_name", data_parallel_dim_name),
-            ("expert axis", expert_axis),
-        ):
+        checks = (
+            ("data_parallel_dim_name", data_parallel_dim_name, "name the mesh's data axis"),
+            (
+                "expert axis (expert_parallel_dim_name, else model_parallel_dim_name)",
+                expert_axis,
+                "name the mesh axis to split the experts over, e.g. "
+                "expert_parallel_dim_name='batch' on a one-axis mesh",
+            ),
+        )
+        for role, axis, fix in checks:
             if axis not in axes:
                 raise InputError(
                     f"MultiModel.get_layout_map: the {role} {axis!r} is not an axis of the "
-                    f"device mesh, whose axes are {axes}. Name one of them (e.g. "
-                    "expert_parallel_dim_name='batch' on a one-axis mesh)."
+                    f"device mesh, whose axes are {axes}: {fix}."
                 )
         layout_map = keras.distribution.LayoutMap(device_mesh)
         layout_map[r".*/expert_kernel_(in|out)"] = (expert_axis, None, None)
@@ -314,8 +321,8 @@ class MultiModel(GenerationMixin, ScoringMixin, TrainingMixin, keras.Model):
         model_axis = model_parallel_dim_name
         if shard_attention and model_axis in axes and model_axis != data_parallel_dim_name:
             model = model_parallel_dim_name
-            layout_map[r".*/attention_\d+/(query|key|value)/kernel"] = (None, model, None)
-            layout_map[r".*/attention_\d+/attention_output/kernel"] = (model, None, None)
+            layout_map[r".*/attention(_\d+)?/(query|key|value)/kernel"] = (None, model, None)
+            layout_map[r".*/attention(_\d+)?/attention_output/kernel"] = (model, None, None)
         return layout_map
 
     # ----- export ------------------------------------------------------------------

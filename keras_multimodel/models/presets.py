@@ -63,6 +63,14 @@ class BodyConfig:
     def __post_init__(self):
         for key in ("kernel_sizes", "dilation_rates"):  # JSON gives lists
             object.__setattr__(self, key, tuple(getattr(self, key)))
+        groups = self.moe_num_groups
+        if groups is not None and (
+            isinstance(groups, bool) or not isinstance(groups, int) or groups < 1
+        ):
+            raise InputError(
+                f"MultiModel: `moe_num_groups` must be a positive int, or None for one "
+                f"routing group per data shard; received {groups!r}."
+            )
 
     @classmethod
     def from_preset(cls, preset, **overrides):
@@ -92,9 +100,7 @@ def _known_settings(settings, owner):
     known = {field.name for field in dataclasses.fields(BodyConfig)}
     unknown = sorted(set(settings) - known)
     if unknown:
-        raise InputError(
-            f"{owner}: unknown setting(s) {unknown}. Body settings: {sorted(known)}."
-        )
+        raise InputError(f"{owner}: unknown setting(s) {unknown}. Body settings: {sorted(known)}.")
     return dict(settings)
 
 

@@ -2,6 +2,8 @@
 
 Run as a script (logical devices are fixed when TensorFlow starts):
     KERAS_BACKEND=tensorflow python tests/distribution/tf_checks.py [check ...]
+`train_command` makes a MirroredStrategy of its own, so it runs in a process of its
+own (`tests/test_distribution.py` runs the script twice).
 Each check raises on failure and prints one line when it passes.
 """
 
@@ -33,8 +35,15 @@ def fresh(**overrides):
     return model
 
 
+_STRATEGY = []
+
+
 def strategy():
-    return tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(REPLICAS)])
+    """One MirroredStrategy for the process (TensorFlow's collective ops can mix up
+    the instances of several strategies in one process)."""
+    if not _STRATEGY:
+        _STRATEGY.append(tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(REPLICAS)]))
+    return _STRATEGY[0]
 
 
 def check_mirrored_step_equals_one_device():
