@@ -80,6 +80,18 @@ TORCH_UNSUPPORTED = {
 }
 
 
+# Supported on torch, but left to the TensorFlow and JAX runs to keep CI under an hour:
+# the main job end to end (bundled data, train/evaluate/predict, fault injection, demo,
+# example scripts). They passed on torch when last run in full (see the issue 14 note).
+TORCH_LEFT_TO_OTHER_BACKENDS = (
+    "tests/test_cli.py",
+    "tests/test_faults.py",
+    "tests/test_bundled_data.py",
+    "tests/test_demo.py",
+    "tests/test_examples.py",
+)
+
+
 def pytest_collection_modifyitems(config, items):
     if keras.backend.backend() != "torch":
         return
@@ -87,3 +99,5 @@ def pytest_collection_modifyitems(config, items):
         for prefix, reason in TORCH_UNSUPPORTED.items():
             if item.nodeid.startswith(prefix):
                 item.add_marker(pytest.mark.skip(reason=f"not on torch: {reason}"))
+        if item.nodeid.startswith(TORCH_LEFT_TO_OTHER_BACKENDS):
+            item.add_marker(pytest.mark.skip(reason="end to end: run on TensorFlow and JAX"))

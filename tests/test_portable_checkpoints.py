@@ -14,7 +14,12 @@ import tensorflow as tf
 
 HELPERS = pathlib.Path(__file__).parent / "distribution"
 sys.path.insert(0, str(HELPERS))
-from common import make_batch, make_model, one_more_step_without_noise  # noqa: E402
+from common import (  # noqa: E402
+    logits_and_optimizer_state,
+    make_batch,
+    make_model,
+    one_more_step_without_noise,
+)
 
 # Every backend's file loads on each other backend, except that only TensorFlow's is
 # loaded on torch (a torch process takes a minute here; TF and JAX save alike).
@@ -39,12 +44,7 @@ def trained_file(tmp_path_factory):
     batch = make_batch()
     model.fit(tf.data.Dataset.from_tensors(batch).repeat(3), verbose=0)
     model.save(path)
-    expected = {
-        f"logits/{group}": keras.ops.convert_to_numpy(logits)
-        for group, logits in model(batch).items()
-    }
-    for index, variable in enumerate(model.optimizer.variables):
-        expected[f"optimizer/{index}"] = keras.ops.convert_to_numpy(variable)
+    expected = logits_and_optimizer_state(model, batch)
     expected["next_loss"] = one_more_step_without_noise(model, batch)
     return path, expected
 

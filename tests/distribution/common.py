@@ -92,3 +92,14 @@ def one_more_step_without_noise(model, batch):
         model.train_function = None  # traced again, without the noise
     history = model.fit(tf.data.Dataset.from_tensors(batch), verbose=0)
     return np.array(history.history["loss"][-1])
+
+
+def logits_and_optimizer_state(model, batch):
+    """`{"logits/<group>": ..., "optimizer/<index>": ...}` of `model` on `batch` (numpy)."""
+    results = {
+        f"logits/{group}": keras.ops.convert_to_numpy(logits)
+        for group, logits in model(batch).items()
+    }
+    for index, variable in enumerate(model.optimizer.variables):
+        results[f"optimizer/{index}"] = keras.ops.convert_to_numpy(variable)
+    return results

@@ -12,18 +12,13 @@ import sys
 
 import keras
 import numpy as np
-from common import make_batch, one_more_step_without_noise
+from common import logits_and_optimizer_state, make_batch, one_more_step_without_noise
 
 
 def main(model_path, out_path):
     model = keras.saving.load_model(model_path)
     batch = make_batch()
-    results = {
-        f"logits/{group}": keras.ops.convert_to_numpy(logits)
-        for group, logits in model(batch).items()
-    }
-    for index, variable in enumerate(model.optimizer.variables):
-        results[f"optimizer/{index}"] = keras.ops.convert_to_numpy(variable)
+    results = logits_and_optimizer_state(model, batch)
     results["next_loss"] = one_more_step_without_noise(model, batch)
     results["backend"] = np.array(keras.backend.backend())
     np.savez(out_path, **results)
