@@ -3,6 +3,8 @@
 Every error names the layer, what was expected, what was given and how to fix it.
 """
 
+import keras
+
 from keras_multimodel.errors import InputError
 
 
@@ -62,3 +64,24 @@ def built(layer, *shapes):
     """`layer` after `layer.build(*shapes)`: sublayers built with known shapes."""
     layer.build(*shapes)
     return layer
+
+
+def data_parallel_degree():
+    """Data shards of the active `keras.distribution` (JAX; its batch axis size), else 1."""
+    if keras.backend.backend() != "jax":
+        return 1
+    distribution = keras.distribution.distribution()
+    if distribution is None or distribution.batch_dim_name is None:
+        return 1
+    mesh = distribution.device_mesh
+    return mesh.shape[mesh.axis_names.index(distribution.batch_dim_name)]
+
+
+def replicas_in_sync():
+    """Replicas of the `tf.distribute` strategy this call runs under (1 outside one)."""
+    if keras.backend.backend() != "tensorflow":
+        return 1
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()
+    return 1 if context is None else context.num_replicas_in_sync

@@ -223,9 +223,9 @@ class MoELayer(keras.layers.Layer):
         `num_groups`, or one per data shard (see the class docstring). Under
         `tf.distribute` each replica routes its share, `num_groups / replicas`.
         """
-        replicas = _replicas_in_sync()
+        replicas = layer_utils.replicas_in_sync()
         if self.num_groups is None:
-            groups = _data_parallel_degree() if replicas == 1 else 1
+            groups = layer_utils.data_parallel_degree() if replicas == 1 else 1
         elif self.num_groups % replicas:
             raise InputError(
                 f"MoELayer {self.name!r}: num_groups={self.num_groups} must be a multiple of "
@@ -542,30 +542,11 @@ def _active_distribution():
     return keras.distribution.distribution()
 
 
-def _data_parallel_degree():
-    """Data shards of the active `keras.distribution` (its batch axis size), else 1."""
-    distribution = _active_distribution()
-    if distribution is None or distribution.batch_dim_name is None:
-        return 1
-    mesh = distribution.device_mesh
-    return mesh.shape[mesh.axis_names.index(distribution.batch_dim_name)]
-
-
 def _batch_axis(groups):
     """The mesh axis to lay routing groups along: the batch axis, when each data shard
     holds whole groups."""
     distribution = _active_distribution()
-    degree = _data_parallel_degree()
+    degree = layer_utils.data_parallel_degree()
     if distribution is None or degree == 1 or groups % degree:
         return None
     return distribution.batch_dim_name
-
-
-def _replicas_in_sync():
-    """Replicas of the `tf.distribute` strategy this call runs under (1 outside one)."""
-    if keras.backend.backend() != "tensorflow":
-        return 1
-    import tensorflow as tf
-
-    context = tf.distribute.get_replica_context()
-    return 1 if context is None else context.num_replicas_in_sync

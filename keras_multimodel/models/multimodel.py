@@ -8,6 +8,7 @@ import numpy as np
 from keras import ops
 
 from keras_multimodel.errors import InputError
+from keras_multimodel.layers.layer_utils import replicas_in_sync
 from keras_multimodel.models.body import Decoder, Encoder, IOMixer
 from keras_multimodel.models.generation import GenerationMixin
 from keras_multimodel.models.presets import BodyConfig
@@ -412,24 +413,16 @@ class MultiModel(GenerationMixin, ScoringMixin, TrainingMixin, keras.Model):
 
 def _sum_over_replicas(value):
     """`value` summed over the replicas of the `tf.distribute` strategy running the step."""
-    if keras.backend.backend() != "tensorflow":
+    if replicas_in_sync() == 1:
         return value
     import tensorflow as tf
 
-    context = tf.distribute.get_replica_context()
-    if context is None or context.num_replicas_in_sync == 1:
-        return value
-    return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
+    return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, value)
 
 
 def _unscale_for_replicas(value):
     """Undoes the 1 / replicas scaling `tf.distribute` gives added losses (for logs)."""
-    if keras.backend.backend() != "tensorflow":
-        return value
-    import tensorflow as tf
-
-    context = tf.distribute.get_replica_context()
-    replicas = 1 if context is None else context.num_replicas_in_sync
+    replicas = replicas_in_sync()
     return value * replicas if replicas > 1 else value
 
 

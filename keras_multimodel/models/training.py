@@ -7,6 +7,7 @@ import keras
 
 from keras_multimodel.callbacks import StopOnNonFiniteLoss
 from keras_multimodel.errors import InputError
+from keras_multimodel.layers.layer_utils import data_parallel_degree
 
 
 class TrainingMixin:
@@ -92,13 +93,10 @@ def _guarded(model, attribute, state_variables):
 
 def _check_batches_split_evenly(dataset):
     """Under a JAX `keras.distribution`, every sub-batch must split over the data shards."""
-    if keras.backend.backend() != "jax":
+    shards = data_parallel_degree()
+    if shards == 1:
         return
     distribution = keras.distribution.distribution()
-    if distribution is None or distribution.batch_dim_name is None:
-        return
-    mesh = distribution.device_mesh
-    shards = mesh.shape[mesh.axis_names.index(distribution.batch_dim_name)]
     for path, spec in _leaves(dataset.element_spec):
         size = spec.shape[0] if spec.shape.rank else None
         if size is not None and size % shards:
