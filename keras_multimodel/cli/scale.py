@@ -1,6 +1,7 @@
 """`train --distribution`: the engine that spreads a run over the visible devices."""
 
 import contextlib
+import functools
 import math
 
 import keras
@@ -25,9 +26,7 @@ def distribution_scope(name, body_config):
     if name == "none":
         return contextlib.nullcontext(), 1
     if name == "mirrored":
-        import tensorflow as tf
-
-        strategy = tf.distribute.MirroredStrategy()
+        strategy = mirrored_strategy()
         return strategy.scope(), strategy.num_replicas_in_sync
     devices = keras.distribution.list_devices()
     if name == "data_parallel":
@@ -45,6 +44,19 @@ def distribution_scope(name, body_config):
     )
     distribution = keras.distribution.ModelParallel(layout_map=layout_map, batch_dim_name="batch")
     return distribution.scope(), len(devices) // experts
+
+
+@functools.cache
+def mirrored_strategy():
+    """The process's one `tf.distribute.MirroredStrategy` over every device.
+
+    One per process: TensorFlow can mix up the collective ops of several
+    strategies in one process ("Shape mismatch in the collective instance"), so
+    a second `train` in the same notebook reuses the first one's.
+    """
+    import tensorflow as tf
+
+    return tf.distribute.MirroredStrategy()
 
 
 def describe(name, degree):

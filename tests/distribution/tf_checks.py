@@ -2,8 +2,7 @@
 
 Run as a script (logical devices are fixed when TensorFlow starts):
     KERAS_BACKEND=tensorflow python tests/distribution/tf_checks.py [check ...]
-`train_command` makes a MirroredStrategy of its own, so it runs in a process of its
-own (`tests/test_distribution.py` runs the script twice).
+All checks share the process's one strategy (`keras_multimodel.cli.scale.mirrored_strategy`).
 Each check raises on failure and prints one line when it passes.
 """
 
@@ -22,6 +21,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from common import assert_same_step, initial_weights, make_batch, make_model, train_one_step  # noqa: E402
 
+from keras_multimodel.cli import scale  # noqa: E402
+
 REPLICAS = 2
 BATCH = make_batch(per_group=8)
 
@@ -35,15 +36,12 @@ def fresh(**overrides):
     return model
 
 
-_STRATEGY = []
-
-
 def strategy():
-    """One MirroredStrategy for the process (TensorFlow's collective ops can mix up
-    the instances of several strategies in one process)."""
-    if not _STRATEGY:
-        _STRATEGY.append(tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(REPLICAS)]))
-    return _STRATEGY[0]
+    """The one MirroredStrategy of the process, the one `train` uses too
+    (TensorFlow's collective ops can mix up several strategies in one process)."""
+    mirrored = scale.mirrored_strategy()
+    assert mirrored.num_replicas_in_sync == REPLICAS, mirrored.extended.worker_devices
+    return mirrored
 
 
 def check_mirrored_step_equals_one_device():
