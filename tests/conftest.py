@@ -92,8 +92,24 @@ TORCH_LEFT_TO_OTHER_BACKENDS = (
 )
 
 
+# Tests of backend-independent code whose model math the other tests already run on
+# every backend: one backend is enough (CI time). Test id prefix -> the backend.
+ONE_BACKEND_IS_ENOUGH = {
+    # The bundled-task registry and the command line's use of it.
+    "tests/test_cli.py::test_a_task_registered_outside_the_package": "tensorflow",
+    # The README's quickstart code; its model trains on every backend in
+    # test_readme_quickstart_learns_both_tasks_and_survives_save_load.
+    "tests/test_training.py::test_readme_quickstart_code_runs": "tensorflow",
+}
+
+
 def pytest_collection_modifyitems(config, items):
-    if keras.backend.backend() != "torch":
+    backend = keras.backend.backend()
+    for item in items:
+        for prefix, only in ONE_BACKEND_IS_ENOUGH.items():
+            if item.nodeid.startswith(prefix) and backend != only:
+                item.add_marker(pytest.mark.skip(reason=f"backend-independent: runs on {only}"))
+    if backend != "torch":
         return
     for item in items:
         for prefix, reason in TORCH_UNSUPPORTED.items():
