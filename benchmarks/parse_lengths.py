@@ -1,0 +1,40 @@
+"""Why parse_en's LAS is low: free-running parses with the wrong number of pairs.
+
+    python benchmarks/parse_lengths.py --model_dir runs/main
+
+Decodes parse_en's test split greedily, as `evaluate` does, and counts the parses
+whose number of (label, head) pairs differs from the sentence's (each pair after
+the slip is scored against the wrong word), then gives LAS over all parses and
+over the right-length ones only.
+"""
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model_dir", None, "A finished `train` run.", required=True)
+
+
+def main(argv):
+    del argv
+    from keras_multimodel import evaluation
+    from keras_multimodel.cli.evaluate import load_run, predict_batched
+    from keras_multimodel.data import bundled
+
+    model, settings = load_run(FLAGS.model_dir)
+    record = bundled.get("parse_en")
+    inputs, references = record.load_examples("test", settings.get("data_size", "small"))
+    outputs = [record.targets.show(o) for o in predict_batched(model, record, inputs)]
+    pairs = evaluation.parse_pairs
+    pairs_of = zip(references, outputs, strict=True)
+    right = [(r, o) for r, o in pairs_of if len(pairs(r)) == len(pairs(o))]
+    las_all = evaluation.attachment_scores(references, outputs)[1]
+    las_right = evaluation.attachment_scores([r for r, _ in right], [o for _, o in right])[1]
+    print(
+        f"{len(references) - len(right)} of {len(references)} parses have the wrong number of "
+        f"pairs; LAS {las_all:.3f} over all, {las_right:.3f} over the {len(right)} of the "
+        "right length"
+    )
+
+
+if __name__ == "__main__":
+    app.run(main)
