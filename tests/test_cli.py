@@ -75,6 +75,7 @@ def trained_run(tmp_path_factory):
     os.kill(first.pid, signal.SIGKILL)
     first.wait()
     resumed_from = finished_epochs(run_dir)
+    assert 2 <= resumed_from < 8, f"killed after backup {resumed_from}: too late to resume"
     epochs_before = logged_epochs(run_dir)
     assert not (run_dir / "model.keras").exists()
     code, out, err = finish(cli("train", f"--output_dir={run_dir}", *TRAIN_ARGS))

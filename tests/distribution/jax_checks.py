@@ -173,6 +173,8 @@ def check_train_command():
     # tiny has 4 experts: expert_parallel splits them over 4 devices, data over 2.
     scope, degree = scale.distribution_scope("expert_parallel", PRESETS["tiny"])
     assert degree == 2, degree
+    described = scale.describe("expert_parallel", degree)
+    assert described == "expert_parallel over 8 devices (2 data shards)", described
     with scope:
         mesh = keras.distribution.distribution().device_mesh
         assert (tuple(mesh.axis_names), tuple(mesh.shape)) == (("batch", "model"), (2, 4)), mesh

@@ -14,6 +14,7 @@ os.environ["KERAS_BACKEND"] = "tensorflow"
 
 import tensorflow as tf  # noqa: E402
 
+tf.config.set_visible_devices([], "GPU")  # the strategy takes every device: CPUs only
 _cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(_cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
