@@ -23,10 +23,10 @@ def main(argv):
     model, settings = load_run(FLAGS.model_dir)
     record = bundled.get("parse_en")
     inputs, references = record.load_examples("test", settings.get("data_size", "small"))
-    outputs = [record.targets.show(o) for o in predict_batched(model, record, inputs)]
+    outputs = predict_batched(model, record, inputs)  # text, as `evaluate` scores it
     pairs = evaluation.parse_pairs
-    pairs_of = zip(references, outputs, strict=True)
-    right = [(r, o) for r, o in pairs_of if len(pairs(r)) == len(pairs(o))]
+    examples = zip(references, outputs, strict=True)
+    right = [(r, o) for r, o in examples if len(pairs(r)) == len(pairs(o))]
     las_all = evaluation.attachment_scores(references, outputs)[1]
     las_right = evaluation.attachment_scores([r for r, _ in right], [o for _, o in right])[1]
     print(

@@ -78,20 +78,10 @@ def test_example_scripts_refuse_bad_flags():
     assert result.returncode != 0 and "epochs" in result.stderr
 
 
-# Each notebook runs on one backend in CI, to keep it under an hour: the three that
-# train the six bundled tasks on TensorFlow (on JAX they took 7 minutes; the bundled
-# tasks train, evaluate and export on JAX in tests/test_cli.py and tests/test_export.py),
-# the other two on JAX. `python scripts/notebooks.py --run --backend jax` (or
-# tensorflow) runs all five on one backend.
-SIX_TASK_NOTEBOOKS = {"paper_tasks", "export_and_serve", "inside_the_moe"}
-
-
+# Each notebook runs on one backend in CI (tests/conftest.py::ONE_BACKEND_IS_ENOUGH).
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS)
 def test_notebook_runs_top_to_bottom(path):
-    on_tensorflow = keras.backend.backend() == "tensorflow"
-    if on_tensorflow != (path.stem in SIX_TASK_NOTEBOOKS):
-        pytest.skip("each notebook runs on one backend in CI (time)")
     parameters = notebooks.test_parameters(path)
     assert parameters, f"{path.name} has no test parameters in its metadata"
     notebook, _ = notebooks.execute(path, keras.backend.backend(), parameters)
