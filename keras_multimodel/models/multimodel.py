@@ -12,7 +12,7 @@ from keras_multimodel.layers.layer_utils import replicas_in_sync
 from keras_multimodel.models.body import Decoder, Encoder, IOMixer
 from keras_multimodel.models.generation import GenerationMixin
 from keras_multimodel.models.presets import BodyConfig
-from keras_multimodel.models.scoring import ScoringMixin
+from keras_multimodel.models.scoring import ScoringMixin, token_hits
 from keras_multimodel.models.training import TrainingMixin
 from keras_multimodel.task import Task, TaskPlan
 
@@ -221,7 +221,7 @@ class MultiModel(GenerationMixin, ScoringMixin, TrainingMixin, keras.Model):
             tokens = target_net.target_tokens(sub_batch["targets"])
             mask = target_net.target_mask(tokens)  # (B, T)
             loss = ops.sum(target_net.loss(tokens, logits) * mask, axis=1)  # (B,)
-            hits = ops.cast(ops.equal(ops.argmax(logits, axis=-1), tokens), "float32")
+            hits = token_hits(logits, tokens)  # (B, T)
             count, correct = ops.sum(mask, axis=1), ops.sum(hits * mask, axis=1)
             task_id = ops.cast(sub_batch["task_id"], "int32")
             for name in self.plan.groups[group]:
