@@ -1,0 +1,94 @@
+"""The main job's own train step: real batches of its six tasks, per length bucket.
+
+    python benchmarks/main_job_step.py                       # the backend of KERAS_BACKEND
+    KERAS_BACKEND=jax python benchmarks/main_job_step.py --profile_dir /tmp/trace
+
+`train_step.py` times a two-task toy; this times what `train` runs: the `tiny`
+MultiModel of the six bundled tasks, its shared 4,000-piece vocabulary, and batches
+of 48 drawn by `data.mixture` as `train` draws them (one batch per length bucket:
+text padded to 32 or 64 tokens, speech to the matching length). It prints the first
+step of each bucket (which compiles) and the median of `--steps` steps after 3
+warm-up steps. With `--profile_dir` (JAX) it also writes a profiler trace of 5
+steps of the 64-token bucket and prints the XLA kernels that took the most time.
+"""
+
+import collections
+import glob
+import gzip
+import json
+import statistics
+import time
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("steps", 15, "Timed steps per bucket.")
+flags.DEFINE_string("profile_dir", None, "JAX: write a trace of 5 steps here and summarise it.")
+
+
+def _top_kernels(profile_dir, steps, count=12):
+    """(ms per step, kernel name) of the XLA kernels in a JAX trace, largest first."""
+    [path] = glob.glob(f"{profile_dir}/plugins/profile/*/*.trace.json.gz")[-1:]
+    with gzip.open(path) as f:
+        events = json.load(f)["traceEvents"]
+    totals = collections.Counter()
+    for event in events:
+        name = event.get("name", "")
+        python_or_runtime = name.startswith("$") or "::" in name or "(" in name
+        if event.get("ph") == "X" and not python_or_runtime:
+            totals[name] += event.get("dur", 0)
+    return [(us / 1000 / steps, name) for name, us in totals.most_common(count)]
+
+
+def main(argv):
+    del argv
+    import keras
+    import tensorflow as tf
+
+    from keras_multimodel.cli.config import TrainConfig
+    from keras_multimodel.data import bundled, mixture, train_tokenizer
+    from keras_multimodel.models import MultiModel
+
+    config = TrainConfig()
+    texts = bundled.training_texts(config.tasks, config.data_size)
+    tokenizer = train_tokenizer(texts, config.vocabulary_size, fit_to_texts=True)
+    tasks = bundled.make_tasks(tokenizer, config.tasks, config.data_size)
+    model = MultiModel(tasks, preset=config.preset, tokenizer=tokenizer)
+    sets = {name: bundled.load(name, "train", tokenizer, config.data_size) for name in config.tasks}
+    data = mixture(sets, config.batch_size, model, num_buckets=config.num_buckets, seed=0)
+    batches = {}
+    for batch in data.take(100):  # the first batch of each bucket
+        length = int(batch["text_to_text"]["targets"].shape[1])
+        batches.setdefault(length, tf.nest.map_structure(lambda t: t.numpy(), batch))
+        if len(batches) == config.num_buckets:
+            break
+    model.compile(optimizer=keras.optimizers.Adam(1e-3, global_clipnorm=1.0))
+    backend = keras.backend.backend()
+    for length, batch in sorted(batches.items()):
+        start = time.perf_counter()
+        model.train_on_batch(batch)
+        print(f"{backend}: {length}-token bucket, first step {time.perf_counter() - start:.1f} s")
+    for length, batch in sorted(batches.items()):
+        for _ in range(3):
+            model.train_on_batch(batch)
+        times = []
+        for _ in range(FLAGS.steps):
+            start = time.perf_counter()
+            model.train_on_batch(batch)
+            times.append(time.perf_counter() - start)
+        median = 1000 * statistics.median(times)
+        print(f"{backend}: {length}-token bucket, median step {median:.1f} ms")
+    if FLAGS.profile_dir and backend == "jax":
+        import jax
+
+        with jax.profiler.trace(FLAGS.profile_dir, create_perfetto_trace=True):
+            for _ in range(5):
+                model.train_on_batch(batches[max(batches)])
+        print("XLA kernels, ms per step (they run on two threads, so they add up to more "
+              "than the step):")  # fmt: skip
+        for ms, name in _top_kernels(FLAGS.profile_dir, 5):
+            print(f"  {ms:7.1f}  {name}")
+
+
+if __name__ == "__main__":
+    app.run(main)
