@@ -16,6 +16,7 @@ import collections
 import glob
 import gzip
 import json
+import os
 import statistics
 import time
 
@@ -28,7 +29,10 @@ flags.DEFINE_string("profile_dir", None, "JAX: write a trace of 5 steps here and
 
 def _top_kernels(profile_dir, steps, count=12):
     """(ms per step, kernel name) of the XLA kernels in a JAX trace, largest first."""
-    [path] = glob.glob(f"{profile_dir}/plugins/profile/*/*.trace.json.gz")[-1:]
+    traces = glob.glob(f"{profile_dir}/plugins/profile/*/*.trace.json.gz")
+    if not traces:
+        raise SystemExit(f"no *.trace.json.gz under {profile_dir}/plugins/profile/")
+    path = max(traces, key=os.path.getmtime)  # this run's, if the folder was reused
     with gzip.open(path) as f:
         events = json.load(f)["traceEvents"]
     totals = collections.Counter()
