@@ -353,6 +353,22 @@ def test_score_gives_teacher_forced_token_counts_accuracy_and_log_likelihood(rng
         model.score("label", batch["image_to_class_label"]["inputs"], np.array([1.0, 3.0]))
 
 
+def test_token_hits_is_argmax_accuracy_and_never_hits_an_out_of_range_id():
+    from keras_multimodel.models.scoring import token_hits
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(4, 16, 50)).astype("float32")  # no ties
+    tokens = rng.integers(0, 50, (4, 16)).astype("int32")
+    tokens[:, :4] = logits[:, :4].argmax(-1)  # some hits for certain
+    expected = (logits.argmax(-1) == tokens).astype("float32")
+    np.testing.assert_array_equal(to_numpy(token_hits(logits, tokens)), expected)
+    assert expected.sum() >= 16
+    # Out of range (even where the wrapped or clamped id would be the argmax): no hit, no error.
+    logits[0, 0, 49] = logits[0, 0, 0] = 100.0
+    bad = np.array([[-1, 50, 7]], "int32")
+    np.testing.assert_array_equal(to_numpy(token_hits(logits[:1, :3], bad)), [[0.0, 0.0, 0.0]])
+
+
 @pytest.mark.skipif(keras.backend.backend() != "torch", reason="the torch backend's error")
 def test_export_on_torch_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="written from the TensorFlow or JAX backend"):

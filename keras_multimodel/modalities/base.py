@@ -80,6 +80,22 @@ def get(identifier, **settings):
     )
 
 
+def pick_tokens(values, tokens):
+    """Each target token's entry of `values`: `(B, T, V), (B, T)` -> `(picked (B, T),
+    valid (B, T))`. A token outside `[0, V)` is `valid` False and picks entry 0, so
+    no backend gathers out of range (one raises, another returns 0).
+
+    >>> import numpy as np
+    >>> picked, valid = pick_tokens(np.array([[[1.0, 2.0], [3.0, 4.0]]]), np.array([[1, 5]]))
+    >>> np.asarray(picked).tolist(), np.asarray(valid).tolist()
+    ([[2.0, 3.0]], [[True, False]])
+    """
+    values, tokens = ops.convert_to_tensor(values), ops.cast(tokens, "int32")
+    valid = ops.logical_and(tokens >= 0, tokens < ops.shape(values)[-1])
+    safe = ops.where(valid, tokens, 0)
+    return ops.take_along_axis(values, safe[..., None], axis=-1)[..., 0], valid
+
+
 class Modality(keras.layers.Layer):
     """Base class of modality nets: a bottom, and a top with its loss where it can be a target.
 
@@ -191,13 +207,9 @@ class Modality(keras.layers.Layer):
         gather alone would raise on one device and return 0 on another), which
         `fit` reports as an error (`keras_multimodel.callbacks.StopOnNonFiniteLoss`).
         """
-        logits = ops.cast(logits, "float32")
-        classes = ops.shape(logits)[-1]
-        tokens = ops.cast(tokens, "int32")
-        valid = ops.logical_and(tokens >= 0, tokens < classes)  # (B, T)
-        log_probs = ops.log_softmax(logits, axis=-1)  # (B, T, V)
-        safe = ops.where(valid, tokens, 0)
-        nll = -ops.take_along_axis(log_probs, safe[..., None], axis=-1)[..., 0]  # (B, T)
+        log_probs = ops.log_softmax(ops.cast(logits, "float32"), axis=-1)  # (B, T, V)
+        picked, valid = pick_tokens(log_probs, tokens)  # (B, T)
+        nll = -picked
         if self.label_smoothing:
             uniform = -ops.mean(log_probs, axis=-1)  # (B, T)
             nll = (1.0 - self.label_smoothing) * nll + self.label_smoothing * uniform

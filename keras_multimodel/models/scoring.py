@@ -4,6 +4,7 @@ import numpy as np
 from keras import ops
 
 from keras_multimodel.errors import InputError
+from keras_multimodel.modalities.base import pick_tokens
 from keras_multimodel.models.compiling import compile_function
 
 
@@ -25,10 +26,7 @@ def token_hits(logits, tokens):
     [[1.0, 0.0, 0.0]]
     """
     logits = ops.convert_to_tensor(logits)
-    tokens = ops.cast(tokens, "int32")
-    valid = ops.logical_and(ops.greater_equal(tokens, 0), ops.less(tokens, ops.shape(logits)[-1]))
-    safe = ops.where(valid, tokens, ops.zeros_like(tokens))  # every backend gathers in range
-    picked = ops.take_along_axis(logits, safe[..., None], axis=-1)[..., 0]
+    picked, valid = pick_tokens(logits, tokens)  # (B, T)
     hit = ops.logical_and(valid, ops.greater_equal(picked, ops.max(logits, axis=-1)))
     return ops.cast(hit, "float32")
 
