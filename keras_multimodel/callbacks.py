@@ -35,7 +35,10 @@ class StopAtStep(keras.callbacks.Callback):
         self._taken = self._epoch_start = 0
 
     # The step count is read from the optimizer once, then counted here: reading a
-    # variable from a callback makes Keras's JAX trainer sync its whole state.
+    # variable from a callback makes Keras's JAX trainer sync its whole state. The
+    # last step is recognised before it runs (`fit` checks `stop_training` after
+    # each step): with no `on_train_batch_end`, this callback leaves Keras free to
+    # dispatch the steps asynchronously (JAX, torch) instead of waiting for each one.
     def on_train_begin(self, logs=None):
         self._taken = optimizer_step(self.model)
         if self._taken >= self.steps:
@@ -44,8 +47,8 @@ class StopAtStep(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_start = self._taken
 
-    def on_train_batch_end(self, batch, logs=None):
-        self._taken = self._epoch_start + batch + 1  # `batch`: the epoch's last step so far
+    def on_train_batch_begin(self, batch, logs=None):
+        self._taken = self._epoch_start + batch + 1  # counting the step about to run
         if self._taken >= self.steps:
             self.model.stop_training = True
 
@@ -168,9 +171,26 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
     `TrainingDiverged` instead, naming the step and every task whose loss (a
     `{task}_loss` log) went bad; nothing after `fit` runs.
 
+    It is safe for Keras's asynchronous dispatch (`async_safe`): on JAX and torch
+    the loss is checked on a worker thread while the next steps run, so a step
+    never waits for the previous one to finish; the error reaches `fit` a step or
+    two later, and at the latest before the epoch's end callbacks (a backup, say)
+    run.
+
     Example:
     >>> stop = StopOnNonFiniteLoss()  # model.fit(..., callbacks=[stop])
     """
+
+    async_safe = True
+
+    def __init__(self):
+        super().__init__()
+        self._epoch_start = 0
+
+    # The optimizer's step count is read once per epoch, on the main thread: on a
+    # worker thread, Keras's JAX trainer would give the value of the epoch's start.
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = optimizer_step(self.model)
 
     def on_train_batch_end(self, batch, logs=None):
         logs = logs or {}
@@ -183,7 +203,7 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
         ]
         if "moe_loss" in logs and not math.isfinite(float(logs["moe_loss"])):
             bad.append(f"the MoE balancing loss ({float(logs['moe_loss'])})")
-        step = optimizer_step(self.model)
+        step = self._epoch_start + batch + 1  # `batch`: this step's index in the epoch
         raise TrainingDiverged(
             f"training stopped at step {step}: the loss became {float(logs['loss'])}"
             + (f" (tasks: {', '.join(bad)})" if bad else "")

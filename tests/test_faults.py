@@ -8,6 +8,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 import zipfile
 
@@ -21,7 +22,7 @@ from keras_multimodel.callbacks import AtomicBackupAndRestore, TrainingDiverged
 from keras_multimodel.cli.config import TrainConfig
 from keras_multimodel.cli.evaluate import load_run
 from keras_multimodel.cli.run_lock import run_lock
-from keras_multimodel.cli.train import train
+from keras_multimodel.cli.train import train, train_callbacks
 from keras_multimodel.data import DataError
 from keras_multimodel.data.bundled import formats
 from keras_multimodel.errors import InputError
@@ -285,6 +286,44 @@ def test_out_of_range_targets_stop_training_with_an_error_naming_the_task(label_
     data = tf.data.Dataset.from_tensors(_label_batch([0, 7])).repeat()
     with pytest.raises(TrainingDiverged, match=r"step 1: the loss became nan \(tasks: label"):
         label_model.fit(data, steps_per_epoch=3, epochs=2, verbose=0)
+
+
+def test_train_callbacks_let_keras_dispatch_steps_asynchronously(
+    label_model, tmp_path, monkeypatch
+):
+    """Keras runs the per-step callbacks on a worker thread, so that a step need not
+    wait for the last one to finish, only when every callback allows it (on JAX and
+    torch; never on TensorFlow). `train`'s callbacks and the StopOnNonFiniteLoss
+    `fit` adds all allow it, and StopAtStep still stops after exactly its steps.
+    None of them may touch `self.model` on the worker thread: on JAX that syncs the
+    model's state from a step whose buffers the next step has already donated."""
+    on_main_thread, syncs_on_main_thread = [], []
+
+    class Probe(keras.callbacks.Callback):
+        async_safe = True
+
+        def on_train_batch_end(self, batch, logs=None):
+            on_main_thread.append(threading.current_thread() is threading.main_thread())
+
+    if hasattr(label_model, "jax_state_sync"):
+        sync = label_model.jax_state_sync
+
+        def recorded_sync():
+            syncs_on_main_thread.append(threading.current_thread() is threading.main_thread())
+            return sync()
+
+        monkeypatch.setattr(label_model, "jax_state_sync", recorded_sync)
+    label_model.compile(optimizer="adam")
+    callbacks = train_callbacks(tmp_path, 5, AtomicBackupAndRestore(tmp_path / "backup"))
+    data = tf.data.Dataset.from_tensors(_label_batch([0, 1, 2, 1])).repeat()
+    label_model.fit(data, steps_per_epoch=3, epochs=4, callbacks=[*callbacks, Probe()], verbose=0)
+    assert len(on_main_thread) == 5  # epochs of 3 steps, stopped after 5 in all
+    assert all(syncs_on_main_thread)
+    assert syncs_on_main_thread or keras.backend.backend() != "jax"
+    if keras.backend.backend() == "tensorflow":
+        assert all(on_main_thread)
+    else:
+        assert not any(on_main_thread)
 
 
 def test_fit_works_again_after_a_fit_that_failed(label_model):

@@ -101,6 +101,33 @@ def _train(output_dir, config, verbose):
         return _fit(output_dir, config, tokenizer, tasks, degree, start, verbose)
 
 
+def train_callbacks(output_dir, steps, backup):
+    """`train`'s callbacks: `backup`, a stop after `steps` steps, TensorBoard logs in
+    `output_dir/logs` and `output_dir/history.csv`, one line per epoch.
+
+    None of them needs a step's results as soon as it ends, so Keras may dispatch
+    the per-step callbacks to a worker thread (on JAX and torch; never on
+    TensorFlow) and queue the next step without waiting for the last one to finish.
+    """
+    # TensorBoard writes only at epoch ends here, so its per-step work is safe on a
+    # worker thread (Keras cannot tell, so it is told), except writing the train
+    # graph: it reads `self.model`, which on JAX syncs the state from the worker
+    # thread, racing the next step that donates those buffers. Only TensorFlow has
+    # a graph to write, and there Keras never dispatches callbacks to a thread.
+    tensorboard = keras.callbacks.TensorBoard(
+        str(output_dir / "logs"),
+        update_freq="epoch",
+        write_graph=keras.backend.backend() == "tensorflow",
+    )
+    tensorboard.async_safe = True
+    return [
+        backup,
+        StopAtStep(steps),
+        tensorboard,
+        keras.callbacks.CSVLogger(str(output_dir / "history.csv"), append=True),
+    ]
+
+
 def _fit(output_dir, config, tokenizer, tasks, degree, start, verbose):
     from keras_multimodel.models import MultiModel
 
@@ -130,12 +157,7 @@ def _fit(output_dir, config, tokenizer, tasks, degree, start, verbose):
     # A resumed run continues with a fresh data order (seeded by the epoch it resumes
     # at), not from the exact position it was killed at.
     data_seed = config.seed + 1000 * backup.latest_epoch()
-    callbacks = [
-        backup,
-        StopAtStep(steps),
-        keras.callbacks.TensorBoard(str(output_dir / "logs")),
-        keras.callbacks.CSVLogger(str(output_dir / "history.csv"), append=True),
-    ]
+    callbacks = train_callbacks(output_dir, steps, backup)
     print(
         f"Training {config.preset!r} on {', '.join(config.tasks)} ({config.data_size} data) "
         f"for {steps} steps of {config.batch_size} examples"
