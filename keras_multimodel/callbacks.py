@@ -24,6 +24,9 @@ class StopAtStep(keras.callbacks.Callback):
     `steps` steps trains exactly that many, also when `steps` is not a multiple of
     `steps_per_epoch`, and also after resuming from a backup (the optimizer's step
     count is part of it: put this callback after the one that restores it).
+    With `steps_per_execution` k, it stops after the call that reaches `steps`, up
+    to k - 1 steps later. Keras looks at `stop_training` only after a step, so a
+    `fit` started with `steps` already taken still takes one.
 
     Example:
     >>> stop = StopAtStep(30)  # model.fit(..., epochs=2, steps_per_epoch=20, callbacks=[stop])
@@ -33,6 +36,7 @@ class StopAtStep(keras.callbacks.Callback):
         super().__init__()
         self.steps = int(steps)
         self._taken = self._epoch_start = 0
+        self._per_call = 1
 
     # The step count is read from the optimizer once, then counted here: reading a
     # variable from a callback makes Keras's JAX trainer sync its whole state. The
@@ -41,6 +45,7 @@ class StopAtStep(keras.callbacks.Callback):
     # dispatch the steps asynchronously (JAX, torch) instead of waiting for each one.
     def on_train_begin(self, logs=None):
         self._taken = optimizer_step(self.model)
+        self._per_call = getattr(self.model, "steps_per_execution", 1) or 1
         if self._taken >= self.steps:
             self.model.stop_training = True
 
@@ -48,7 +53,12 @@ class StopAtStep(keras.callbacks.Callback):
         self._epoch_start = self._taken
 
     def on_train_batch_begin(self, batch, logs=None):
-        self._taken = self._epoch_start + batch + 1  # counting the step about to run
+        # `batch`: the first of the steps about to run (`steps_per_execution` of
+        # them, fewer at the end of an epoch); counting them.
+        last = batch + self._per_call
+        if self.params and self.params.get("steps"):
+            last = min(last, self.params["steps"])
+        self._taken = self._epoch_start + last
         if self._taken >= self.steps:
             self.model.stop_training = True
 

@@ -18,7 +18,12 @@ import pytest
 import tensorflow as tf
 
 import keras_multimodel as kmm
-from keras_multimodel.callbacks import AtomicBackupAndRestore, TrainingDiverged
+from keras_multimodel.callbacks import (
+    AtomicBackupAndRestore,
+    StopAtStep,
+    TrainingDiverged,
+    optimizer_step,
+)
 from keras_multimodel.cli.config import TrainConfig
 from keras_multimodel.cli.evaluate import load_run
 from keras_multimodel.cli.run_lock import run_lock
@@ -324,6 +329,14 @@ def test_train_callbacks_let_keras_dispatch_steps_asynchronously(
         assert all(on_main_thread)
     else:
         assert not any(on_main_thread)
+
+
+@pytest.mark.parametrize("steps_per_execution", [1, 2])
+def test_stop_at_step_takes_exactly_its_steps(label_model, steps_per_execution):
+    label_model.compile(optimizer="adam", steps_per_execution=steps_per_execution)
+    data = tf.data.Dataset.from_tensors(_label_batch([0, 1, 2, 1])).repeat()
+    label_model.fit(data, steps_per_epoch=4, epochs=5, callbacks=[StopAtStep(6)], verbose=0)
+    assert optimizer_step(label_model) == 6  # one epoch and a half
 
 
 def test_fit_works_again_after_a_fit_that_failed(label_model):
