@@ -35,31 +35,26 @@ class StopAtStep(keras.callbacks.Callback):
     def __init__(self, steps):
         super().__init__()
         self.steps = int(steps)
-        self._taken = self._epoch_start = 0
+        self._epoch_start = 0
         self._per_call = 1
 
-    # The step count is read from the optimizer once, then counted here: reading a
-    # variable from a callback makes Keras's JAX trainer sync its whole state. The
-    # last step is recognised before it runs (`fit` checks `stop_training` after
-    # each step): with no `on_train_batch_end`, this callback leaves Keras free to
-    # dispatch the steps asynchronously (JAX, torch) instead of waiting for each one.
+    # The step count is read from the optimizer at each epoch's start, when Keras's
+    # JAX trainer has just put its state back into the variables (reading one
+    # mid-epoch makes it sync the whole state). The last call is recognised before
+    # it runs (`fit` checks `stop_training` after each): with no
+    # `on_train_batch_end`, this callback leaves Keras free to dispatch the steps
+    # asynchronously (JAX, torch) instead of waiting for each one.
     def on_train_begin(self, logs=None):
-        self._taken = optimizer_step(self.model)
         self._per_call = getattr(self.model, "steps_per_execution", 1) or 1
-        if self._taken >= self.steps:
+        if optimizer_step(self.model) >= self.steps:
             self.model.stop_training = True
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._epoch_start = self._taken
+        self._epoch_start = optimizer_step(self.model)
 
     def on_train_batch_begin(self, batch, logs=None):
-        # `batch`: the first of the steps about to run (`steps_per_execution` of
-        # them, fewer at the end of an epoch); counting them.
-        last = batch + self._per_call
-        if self.params and self.params.get("steps"):
-            last = min(last, self.params["steps"])
-        self._taken = self._epoch_start + last
-        if self._taken >= self.steps:
+        # `batch`: the epoch's step this call starts at; it runs `steps_per_execution`.
+        if self._epoch_start + batch + self._per_call >= self.steps:
             self.model.stop_training = True
 
 
@@ -174,7 +169,7 @@ class TrainingDiverged(DataError):
 
 
 class StopOnNonFiniteLoss(keras.callbacks.Callback):
-    """Stops `fit` at the first step whose loss is NaN or infinite, with a clear error.
+    """Stops `fit` with a clear error once a step's loss is NaN or infinite.
 
     `keras.callbacks.TerminateOnNaN` stops quietly and `fit` returns as if it had
     finished, so a script would go on to save a broken model. This raises
@@ -183,9 +178,10 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
 
     It is safe for Keras's asynchronous dispatch (`async_safe`): on JAX and torch
     the loss is checked on a worker thread while the next steps run, so a step
-    never waits for the previous one to finish; the error reaches `fit` a step or
-    two later, and at the latest before the epoch's end callbacks (a backup, say)
-    run.
+    never waits for the previous one to finish; the error reaches `fit` a few
+    steps later (the step it names may then be a later bad one), at the latest
+    before the epoch's end callbacks (a backup, say) run, after the epoch's
+    validation if there is one.
 
     Example:
     >>> stop = StopOnNonFiniteLoss()  # model.fit(..., callbacks=[stop])
@@ -198,7 +194,8 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
         self._epoch_start = 0
 
     # The optimizer's step count is read once per epoch, on the main thread: on a
-    # worker thread, Keras's JAX trainer would give the value of the epoch's start.
+    # worker thread, `self.model` makes Keras's JAX trainer sync its state there,
+    # racing the next step, which donates those buffers.
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_start = optimizer_step(self.model)
 

@@ -324,19 +324,23 @@ def test_train_callbacks_let_keras_dispatch_steps_asynchronously(
     label_model.fit(data, steps_per_epoch=3, epochs=4, callbacks=[*callbacks, Probe()], verbose=0)
     assert len(on_main_thread) == 5  # epochs of 3 steps, stopped after 5 in all
     assert all(syncs_on_main_thread)
-    assert syncs_on_main_thread or keras.backend.backend() != "jax"
     if keras.backend.backend() == "tensorflow":
         assert all(on_main_thread)
     else:
         assert not any(on_main_thread)
 
 
-@pytest.mark.parametrize("steps_per_execution", [1, 2])
-def test_stop_at_step_takes_exactly_its_steps(label_model, steps_per_execution):
+@pytest.mark.parametrize(
+    "steps_per_epoch, steps_per_execution", [(4, 1), (5, 1), (4, 2), (3, 2), (5, 3)]
+)
+def test_stop_at_step_takes_exactly_its_steps(label_model, steps_per_epoch, steps_per_execution):
+    if steps_per_execution > 1 and keras.backend.backend() == "torch":
+        pytest.skip("Keras's torch trainer runs one step per call")
     label_model.compile(optimizer="adam", steps_per_execution=steps_per_execution)
     data = tf.data.Dataset.from_tensors(_label_batch([0, 1, 2, 1])).repeat()
-    label_model.fit(data, steps_per_epoch=4, epochs=5, callbacks=[StopAtStep(6)], verbose=0)
-    assert optimizer_step(label_model) == 6  # one epoch and a half
+    stop = StopAtStep(6)  # mid-epoch in every case (Keras runs whole calls: 2 of 2 for 3)
+    label_model.fit(data, steps_per_epoch=steps_per_epoch, epochs=5, callbacks=[stop], verbose=0)
+    assert optimizer_step(label_model) == 6
 
 
 def test_fit_works_again_after_a_fit_that_failed(label_model):

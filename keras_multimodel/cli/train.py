@@ -109,11 +109,13 @@ def train_callbacks(output_dir, steps, backup):
     the per-step callbacks to a worker thread (on JAX and torch; never on
     TensorFlow) and queue the next step without waiting for the last one to finish.
     """
-    # TensorBoard writes only at epoch ends here, so its per-step work is safe on a
-    # worker thread (Keras cannot tell, so it is told), except writing the train
-    # graph: it reads `self.model`, which on JAX syncs the state from the worker
-    # thread, racing the next step that donates those buffers. Only TensorFlow has
-    # a graph to write, and there Keras never dispatches callbacks to a thread.
+    # TensorBoard writes only at epoch ends here (update_freq "epoch", no profiling;
+    # batch summaries on a worker thread would find no writer and be lost), so its
+    # per-step work is safe on a worker thread (Keras cannot tell, so it is told),
+    # except writing the train graph: it reads `self.model`, which on JAX syncs the
+    # state from the worker thread, racing the next step that donates those
+    # buffers. Only TensorFlow has a graph to write, and there Keras never
+    # dispatches callbacks to a thread.
     tensorboard = keras.callbacks.TensorBoard(
         str(output_dir / "logs"),
         update_freq="epoch",
