@@ -46,11 +46,11 @@ class StopAtStep(keras.callbacks.Callback):
     # asynchronously (JAX, torch) instead of waiting for each one.
     def on_train_begin(self, logs=None):
         self._per_call = getattr(self.model, "steps_per_execution", 1) or 1
-        if optimizer_step(self.model) >= self.steps:
-            self.model.stop_training = True
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_start = optimizer_step(self.model)
+        if self._epoch_start >= self.steps:
+            self.model.stop_training = True
 
     def on_train_batch_begin(self, batch, logs=None):
         # `batch`: the epoch's step this call starts at; it runs `steps_per_execution`.

@@ -335,10 +335,10 @@ def test_train_callbacks_let_keras_dispatch_steps_asynchronously(
 )
 def test_stop_at_step_takes_exactly_its_steps(label_model, steps_per_epoch, steps_per_execution):
     if steps_per_execution > 1 and keras.backend.backend() == "torch":
-        pytest.skip("Keras's torch trainer runs one step per call")
+        pytest.skip("Keras's torch trainer refuses steps_per_execution > 1 (ValueError)")
     label_model.compile(optimizer="adam", steps_per_execution=steps_per_execution)
     data = tf.data.Dataset.from_tensors(_label_batch([0, 1, 2, 1])).repeat()
-    stop = StopAtStep(6)  # mid-epoch in every case (Keras runs whole calls: 2 of 2 for 3)
+    stop = StopAtStep(6)  # 6 steps: a whole number of calls in every case
     label_model.fit(data, steps_per_epoch=steps_per_epoch, epochs=5, callbacks=[stop], verbose=0)
     assert optimizer_step(label_model) == 6
 
