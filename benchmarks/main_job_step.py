@@ -59,7 +59,10 @@ def main(argv):
     tasks = bundled.make_tasks(tokenizer, config.tasks, config.data_size)
     model = MultiModel(tasks, preset=config.preset, tokenizer=tokenizer)
     sets = {name: bundled.load(name, "train", tokenizer, config.data_size) for name in config.tasks}
-    data = mixture(sets, config.batch_size, model, num_buckets=config.num_buckets, seed=0)
+    data = mixture(
+        sets, config.batch_size, model, num_buckets=config.num_buckets,
+        bucketing=config.bucketing, seed=0,
+    )  # fmt: skip
     batches = {}
     for batch in data.take(100):  # the first batch of each bucket
         length = int(batch["text_to_text"]["targets"].shape[1])

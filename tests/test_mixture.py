@@ -77,6 +77,54 @@ def test_batches_have_one_sub_batch_per_group_sized_by_rates(rng):
     assert 0.3 < task_counts[1] / (task_counts[1] + task_counts[2]) < 0.7
 
 
+def test_fitted_boundaries_hold_the_share_of_batches_asked_for():
+    fitted = kmm.data.fitted_boundaries
+    lengths = [np.array([5] * 99 + [30])]  # one long example in 100
+    # One example per batch: 99% of batches are <= 5 (-> 8); 30 is the longest.
+    assert fitted(lengths, [1.0], 1, 64, 2, [0.95]) == [8, 32, 64]
+    assert fitted(lengths, [1.0], 1, 64, 2, [0.995]) == [32, 32, 64]
+    # Batches of 8 hold the long one 7.7% of the time: the 95% bucket is 32.
+    assert fitted(lengths, [1.0], 8, 64, 2, [0.95]) == [32, 32, 64]
+    # Two tasks mixed 1:3; the second's examples are all 20 long: 3/4 of the
+    # examples are <= 24, so one-example batches at level 0.7 fit 24, at 0.8 not.
+    two = [np.array([5] * 100), np.array([20] * 100)]
+    assert fitted(two, [0.75, 0.25], 1, 64, 2, [0.7]) == [8, 24, 64]
+    assert fitted(two, [0.25, 0.75], 1, 64, 2, [0.7]) == [24, 24, 64]
+    assert fitted(two, [0.25, 0.75], 1, 64, 3, [0.2, 0.7]) == [8, 24, 24, 64]
+
+
+def test_fitted_buckets_pad_to_the_data_and_keep_max_length_for_longer_examples(
+    rng, monkeypatch
+):
+    tasks = make_tasks()[1:2]  # text, max_length 32
+    # 79 short examples (2-6 tokens), then one of 13. Batches of 2 hold the long
+    # one 2.5% of the time, so the 90% bucket (inputs and targets: 94.9% each) is
+    # 8; the longest, 13, gives 16; max_length (32) is left for longer examples.
+    lengths = [int(n) for n in rng.integers(2, 7, 79)] + [13]
+    source = [np.arange(2, 2 + n, dtype="int32") for n in lengths]
+    dataset = tf.data.Dataset.from_generator(
+        lambda: ((x, x) for x in source),
+        output_signature=(tf.TensorSpec([None], tf.int32), tf.TensorSpec([None], tf.int32)),
+    )
+    batches = kmm.data.mixture(
+        {"copy": dataset}, 2, tasks, repeat=False, shuffle_buffer=0, bucketing="fitted"
+    )
+    seen = []
+    for batch in batches:
+        inputs = batch["text_to_text"]["inputs"].numpy()
+        seen += (inputs > 0).sum(axis=1).tolist()
+        assert inputs.shape[1] == (16 if (inputs > 0).sum(axis=1).max() > 8 else 8)
+    assert sorted(seen) == sorted(lengths)  # nothing dropped or cut
+    # Fitted on the first 20 examples only (all short), the long one pads to 32.
+    mixture_module = __import__("sys").modules["keras_multimodel.data.mixture"]
+    monkeypatch.setattr(mixture_module, "FIT_EXAMPLES", 20)
+    batches = kmm.data.mixture(
+        {"copy": dataset}, 2, tasks, repeat=False, shuffle_buffer=0, bucketing="fitted"
+    )
+    widths = [batch["text_to_text"]["inputs"].shape[1] for batch in batches]
+    assert widths == [8] * 39 + [32]
+
+
 def test_padding_keeps_every_token(rng):
     tasks = make_tasks()[1:2]
     source = [np.arange(2, 2 + n, dtype="int32") for n in (3, 9, 17)]
@@ -124,6 +172,7 @@ def test_out_of_range_labels_raise():
         ({"rates": {"label": -1.0, "copy": 1.0}}, ">= 0"),
         ({"batch_size": 0}, "batch_size"),
         ({"batch_multiple": 0}, "data-parallel degree"),
+        ({"bucketing": "quantile"}, "bucketing"),
     ],
 )
 def test_bad_arguments_get_clear_errors(rng, kwargs, message):

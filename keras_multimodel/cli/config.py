@@ -6,7 +6,7 @@ import dataclasses
 import math
 
 from keras_multimodel.data import bundled
-from keras_multimodel.data.mixture import STRATEGIES
+from keras_multimodel.data.mixture import BUCKETINGS, STRATEGIES
 from keras_multimodel.errors import InputError
 
 # Peak learning rate x sqrt(hidden size). Measured on the main job (`tiny`, 1,800
@@ -38,6 +38,9 @@ class TrainConfig:
         vocabulary_size: pieces of the shared SentencePiece vocabulary (at most: fewer
             when the tasks' texts support fewer).
         num_buckets: padded lengths per variable-length input (compiled programs).
+        bucketing: how the shorter padded lengths are chosen: "fitted" to the
+            training data (most batches hold text a few tokens over half the
+            longest) or "doubling" (see `keras_multimodel.data.mixture`).
         validation_steps: validation batches after every epoch.
         learning_rate: peak learning rate (Adam, warm-up then cosine decay); None
             (the default) scales it with the preset's width,
@@ -58,6 +61,7 @@ class TrainConfig:
     mixing: str = "uniform"
     vocabulary_size: int = 4000
     num_buckets: int = 2
+    bucketing: str = "fitted"
     validation_steps: int = 4
     learning_rate: float | None = None
     seed: int = 0
@@ -96,6 +100,10 @@ class TrainConfig:
             )
         if self.mixing not in STRATEGIES:
             raise InputError(f"--mixing must be one of {', '.join(STRATEGIES)}")
+        if self.bucketing not in BUCKETINGS:
+            raise InputError(
+                f"bucketing must be one of {', '.join(BUCKETINGS)}; received {self.bucketing!r}"
+            )
         if not self.tasks:
             known = ", ".join(bundled.names())
             raise InputError(f"--tasks is empty; the bundled tasks are {known}")

@@ -135,7 +135,7 @@ def _fit(output_dir, config, tokenizer, tasks, degree, start, verbose):
 
     model = MultiModel(tasks, preset=config.preset, tokenizer=tokenizer)
 
-    def data(split, seed):
+    def data(split, seed, num_buckets):
         sets = {
             name: bundled.load(name, split, tokenizer, config.data_size) for name in config.tasks
         }
@@ -144,7 +144,8 @@ def _fit(output_dir, config, tokenizer, tasks, degree, start, verbose):
             config.batch_size,
             model,
             rates=config.mixing,
-            num_buckets=config.num_buckets,
+            num_buckets=num_buckets,
+            bucketing=config.bucketing,
             seed=seed,
             batch_multiple=degree,
         )
@@ -168,11 +169,13 @@ def _fit(output_dir, config, tokenizer, tasks, degree, start, verbose):
         f"{config.peak_learning_rate:g}); backend {keras.backend.backend()}, "
         f"{describe(config.distribution, degree)}."
     )
+    # Validation (a few batches an epoch) pads to one length (with "fitted" bucketing,
+    # its longest example): one evaluation program to compile, not one per bucket.
     history = model.fit(
-        data("train", data_seed),
+        data("train", data_seed, config.num_buckets),
         epochs=config.epochs,
         steps_per_epoch=min(config.steps_per_epoch, steps),
-        validation_data=data("validation", config.seed + 1),
+        validation_data=data("validation", config.seed + 1, 1),
         validation_steps=config.validation_steps,
         callbacks=callbacks,
         verbose=progress_verbosity() if verbose is None else verbose,

@@ -8,7 +8,14 @@ from keras_multimodel.data.bundled import (
     make_tasks,
     training_texts,
 )
-from keras_multimodel.data.mixture import STRATEGIES, bucket_boundaries, mixing_rates, mixture
+from keras_multimodel.data.mixture import (
+    BUCKETINGS,
+    STRATEGIES,
+    bucket_boundaries,
+    fitted_boundaries,
+    mixing_rates,
+    mixture,
+)
 from keras_multimodel.data.speech import read_wav
 from keras_multimodel.data.tokenizer import train_tokenizer
 from keras_multimodel.errors import DataError
@@ -16,9 +23,11 @@ from keras_multimodel.tokenization import ids_to_texts, texts_to_ids
 
 __all__ = [
     "PAPER_TASKS",
+    "BUCKETINGS",
     "STRATEGIES",
     "DataError",
     "bucket_boundaries",
+    "fitted_boundaries",
     "bundled",
     "ids_to_texts",
     "load",

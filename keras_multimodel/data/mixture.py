@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import tensorflow as tf
 
 from keras_multimodel.errors import InputError
@@ -32,6 +33,45 @@ def _plan(tasks):
 
 
 STRATEGIES = ("uniform", "proportional", "temperature")
+BUCKETINGS = ("doubling", "fitted")
+# "fitted" bucketing: the share of batches that fit the shorter buckets (all but
+# the last, which is the modalities' max_length), and the examples per task it
+# reads to learn the lengths.
+FITTED_SHARE = 0.9
+FIT_EXAMPLES = 20_000
+
+
+def fitted_boundaries(lengths, weights, batch_size, max_length, num_buckets, levels):
+    """`num_buckets + 1` padded lengths fitted to the data, the last `max_length`.
+
+    `lengths` is one array of example lengths per task of a group, `weights` each
+    task's share of the group's examples, and `batch_size` the group's examples per
+    batch, so a batch's longest example is at most `L` with probability
+    `F(L) ** batch_size`, `F` the mixed share of examples no longer than `L`. Bucket
+    j < `num_buckets - 1` is the shortest multiple of 8 where that probability
+    reaches `levels[j]`; bucket `num_buckets - 1` is the longest example (rounded up
+    to 8), so the fitted examples never need the last, `max_length`, which is there
+    for longer ones.
+
+    >>> import numpy as np
+    >>> lengths = [np.array([5] * 99 + [30])]  # 1% of the examples are long
+    >>> fitted_boundaries(lengths, [1.0], 1, 64, 2, [0.95])
+    [8, 32, 64]
+    >>> fitted_boundaries(lengths, [1.0], 8, 64, 2, [0.95])  # batches of 8: 8% hold one
+    [32, 32, 64]
+    """
+    candidates = sorted({min(max_length, 8 * math.ceil(int(n) / 8)) for a in lengths for n in a})
+    boundaries = []
+    for level in levels[: num_buckets - 1]:
+        fits = candidates[-1]
+        for candidate in candidates:
+            pairs = zip(lengths, weights, strict=True)
+            share = sum(w * float((a <= candidate).mean()) for a, w in pairs)
+            if share**batch_size >= level:
+                fits = candidate
+                break
+        boundaries.append(fits)
+    return boundaries + [candidates[-1], max_length]
 
 
 def mixing_rates(sizes, strategy="uniform", cap=None, temperature=2.0):
@@ -129,6 +169,7 @@ def mixture(
     cap=None,
     temperature=2.0,
     batch_multiple=1,
+    bucketing="doubling",
 ):
     """Mixes per-task datasets into the batches `MultiModel.fit` consumes.
 
@@ -140,10 +181,19 @@ def mixture(
     their rates.
 
     Variable-length tensors (text, waveforms) are padded with 0 to one of
-    `num_buckets` lengths per modality (`bucket_boundaries`); one bucket index is
-    chosen per batch (the smallest that fits every group), so a `fit` compiles at
-    most `num_buckets` train programs. Examples longer than their modality's
-    `max_length` raise an error while iterating; nothing is truncated.
+    `num_buckets` lengths per tensor; one bucket index is chosen per batch (the
+    smallest that fits every group), so a `fit` compiles at most `num_buckets`
+    train programs. The last length is the modality's `max_length`; examples longer
+    than it raise an error while iterating; nothing is truncated. The shorter ones
+    (`bucketing`) either halve it again and again ("doubling", `bucket_boundaries`:
+    no data is read in advance), or are "fitted" to the data: each is the shortest
+    (a multiple of 8) that holds a set share of the batches (together, all but the
+    last bucket hold about `FITTED_SHARE` of them; the last fitted one is the
+    longest example), learned from each task's first `FIT_EXAMPLES` examples when
+    the mixture is built, plus the `max_length` bucket for anything longer
+    (`fitted_boundaries`): a fit on the fitted data compiles `num_buckets` programs.
+    Text a few tokens over half its `max_length` makes "doubling" pad most batches
+    to twice their length.
 
     Args:
         datasets: `{task name: tf.data.Dataset}` of `(inputs, targets)` examples
@@ -168,6 +218,8 @@ def mixture(
             multiple: the data-parallel degree (devices or replicas), since every
             sub-batch is split evenly between them. `train --distribution` fills
             it in.
+        bucketing: "doubling" (the default) or "fitted": how the shorter padded
+            lengths are chosen (above).
 
     Returns:
         A `tf.data.Dataset` of batches, prefetched.
@@ -203,6 +255,8 @@ def mixture(
         )
     if isinstance(num_buckets, bool) or not isinstance(num_buckets, int) or num_buckets < 1:
         raise InputError(f"mixture: `num_buckets` must be a positive int; got {num_buckets!r}.")
+    if bucketing not in BUCKETINGS:
+        raise InputError(f"mixture: `bucketing` must be one of {BUCKETINGS}; got {bucketing!r}.")
     is_count = isinstance(shuffle_buffer, int) and not isinstance(shuffle_buffer, bool)
     if shuffle_buffer != "full" and not (is_count and shuffle_buffer >= 0):
         raise InputError(
@@ -210,13 +264,13 @@ def mixture(
         )
     rates = _rates(plan, datasets, rates, cap, temperature)
 
-    groups, max_lengths = {}, {}
+    groups, limits, members = {}, {}, {}
     for group, names in plan.groups.items():
         names = [name for name in names if name in datasets and rates[name] > 0]
         if not names:
             continue
         task = plan.task(names[0])
-        max_lengths[group] = {
+        max_lengths = {
             "inputs": task.inputs.max_lengths("inputs"),
             "targets": task.targets.max_lengths("targets"),
             "task_id": None,
@@ -236,11 +290,63 @@ def mixture(
             )
         size = sub_batch_size(batch_size, group_rate, batch_multiple)
         groups[group] = stream.padded_batch(size, drop_remainder=True)
+        limits[group] = _flat_limits(stream.element_spec, max_lengths)
+        members[group] = (names, [rates[name] / group_rate for name in names], size)
+    if bucketing == "fitted":
+        bounds = _fitted_bounds(plan, datasets, limits, members, num_buckets)
+    else:
+        bounds = {
+            group: [None if limit is None else bucket_boundaries(limit, num_buckets)
+                    for limit in group_limits]
+            for group, group_limits in limits.items()
+        }  # fmt: skip
     batches = tf.data.Dataset.zip(groups)
     return batches.map(
-        lambda batch: _pad_to_bucket(batch, max_lengths, num_buckets),
-        num_parallel_calls=tf.data.AUTOTUNE,
+        lambda batch: _pad_to_bucket(batch, bounds), num_parallel_calls=tf.data.AUTOTUNE
     ).prefetch(tf.data.AUTOTUNE)
+
+
+def _fitted_bounds(plan, datasets, limits, members, num_buckets):
+    """`{group: [boundaries or None per flat tensor]}` fitted to the tasks' lengths."""
+    tensors = sum(limit is not None for group_limits in limits.values() for limit in group_limits)
+    # Bucket j of every tensor holds `levels[j]` of the batches, so all of them
+    # together hold about `FITTED_SHARE * (j + 1) / (num_buckets - 1)`.
+    levels = [
+        (FITTED_SHARE * (j + 1) / max(1, num_buckets - 1)) ** (1 / max(1, tensors))
+        for j in range(num_buckets - 1)
+    ]
+    bounds = {}
+    for group, group_limits in limits.items():
+        names, weights, size = members[group]
+        lengths = [_example_lengths(plan, name, datasets[name], group_limits) for name in names]
+        bounds[group] = [
+            None
+            if limit is None
+            else fitted_boundaries(
+                [a[:, i] for a in lengths], weights, size, limit, num_buckets, levels
+            )
+            for i, limit in enumerate(group_limits)
+        ]
+    return bounds
+
+
+def _example_lengths(plan, name, dataset, limits):
+    """`(examples, tensors)` lengths of a task's first `FIT_EXAMPLES` examples (0 for
+    fixed-size tensors)."""
+    stream = _task_stream(plan, name, dataset, repeat=False, shuffle_buffer=0, seed=None)
+
+    def lengths(example):
+        flat = tf.nest.flatten(example)
+        return tf.stack([tf.shape(t)[0] if limit is not None else 0
+                         for t, limit in zip(flat, limits, strict=True)])  # fmt: skip
+
+    rows = [
+        batch.numpy()
+        for batch in stream.take(FIT_EXAMPLES).map(lengths).batch(4096)
+    ]
+    if not rows:
+        raise InputError(f"mixture: task {name!r} has no examples to fit bucket lengths to.")
+    return np.concatenate(rows)
 
 
 def sub_batch_size(batch_size, rate, batch_multiple=1):
@@ -335,14 +441,11 @@ def _flat_limits(value, limits):
     return flat
 
 
-def _pad_to_bucket(batch, max_lengths, num_buckets):
+def _pad_to_bucket(batch, boundaries):
     """Pads every variable-length tensor to its boundary for one shared bucket index."""
     flat = {group: tf.nest.flatten(sub_batch) for group, sub_batch in batch.items()}
     bounds = {
-        group: [
-            None if limit is None else tf.constant(bucket_boundaries(limit, num_buckets))
-            for limit in _flat_limits(batch[group], max_lengths[group])
-        ]
+        group: [None if b is None else tf.constant(b, "int32") for b in boundaries[group]]
         for group in batch
     }
     index = tf.constant(0, "int64")  # the smallest bucket that fits every tensor
