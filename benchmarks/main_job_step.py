@@ -5,11 +5,15 @@
 
 `train_step.py` times a two-task toy; this times what `train` runs: the `tiny`
 MultiModel of the six bundled tasks, its shared 4,000-piece vocabulary, and batches
-of 48 drawn by `data.mixture` as `train` draws them (one batch per length bucket:
-text padded to 32 or 64 tokens, speech to the matching length). It prints the first
-step of each bucket (which compiles) and the median of `--steps` steps after 3
-warm-up steps. With `--profile_dir` (JAX) it also writes a profiler trace of 5
-steps of the 64-token bucket and prints the XLA kernels that took the most time.
+of 48 drawn by `data.mixture` as `train` draws them (one batch per length bucket,
+`--bucketing` as `train`'s "fitted" or the "doubling" of 32 and 64 tokens). It
+prints the first step of each bucket (which compiles), the median of `--steps`
+steps after 3 warm-up steps, and their mean weighted by how often each bucket
+comes in the first 300 batches. With `--profile_dir` (JAX) it also writes a
+profiler trace of 5 steps of the longest bucket and prints the XLA kernels that
+took the most time.
+
+    python benchmarks/main_job_step.py --bucketing=doubling  # before fitted buckets
 """
 
 import collections
@@ -25,6 +29,7 @@ from absl import app, flags
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("steps", 15, "Timed steps per bucket.")
 flags.DEFINE_string("profile_dir", None, "JAX: write a trace of 5 steps here and summarise it.")
+flags.DEFINE_enum("bucketing", "fitted", ["fitted", "doubling"], "mixture's bucket lengths.")
 
 
 def _top_kernels(profile_dir, steps, count=12):
@@ -61,20 +66,20 @@ def main(argv):
     sets = {name: bundled.load(name, "train", tokenizer, config.data_size) for name in config.tasks}
     data = mixture(
         sets, config.batch_size, model, num_buckets=config.num_buckets,
-        bucketing=config.bucketing, seed=0,
+        bucketing=FLAGS.bucketing, seed=0,
     )  # fmt: skip
-    batches = {}
-    for batch in data.take(100):  # the first batch of each bucket
+    batches, counts = {}, collections.Counter()
+    for batch in data.take(300):  # the first batch of each bucket, and how often each comes
         length = int(batch["text_to_text"]["targets"].shape[1])
         batches.setdefault(length, tf.nest.map_structure(lambda t: t.numpy(), batch))
-        if len(batches) == config.num_buckets:
-            break
+        counts[length] += 1
     model.compile(optimizer=keras.optimizers.Adam(1e-3, global_clipnorm=1.0))
     backend = keras.backend.backend()
     for length, batch in sorted(batches.items()):
         start = time.perf_counter()
         model.train_on_batch(batch)
         print(f"{backend}: {length}-token bucket, first step {time.perf_counter() - start:.1f} s")
+    medians = {}
     for length, batch in sorted(batches.items()):
         for _ in range(3):
             model.train_on_batch(batch)
@@ -83,8 +88,11 @@ def main(argv):
             start = time.perf_counter()
             model.train_on_batch(batch)
             times.append(time.perf_counter() - start)
-        median = 1000 * statistics.median(times)
+        median = medians[length] = 1000 * statistics.median(times)
         print(f"{backend}: {length}-token bucket, median step {median:.1f} ms")
+    mean = sum(medians[n] * counts[n] for n in counts) / sum(counts.values())
+    shares = ", ".join(f"{n} tokens {counts[n] / 3:.0f}%" for n in sorted(counts))
+    print(f"{backend}: {FLAGS.bucketing} buckets ({shares}): {mean:.1f} ms per batch")
     if FLAGS.profile_dir and backend == "jax":
         import jax
 

@@ -183,7 +183,8 @@ def mixture(
     Variable-length tensors (text, waveforms) are padded with 0 to one of
     `num_buckets` lengths per tensor; one bucket index is chosen per batch (the
     smallest that fits every group), so a `fit` compiles at most `num_buckets`
-    train programs. The last length is the modality's `max_length`; examples longer
+    train programs ("fitted": one more if an example is longer than all those it
+    was fitted on). The last length is the modality's `max_length`; examples longer
     than it raise an error while iterating; nothing is truncated. The shorter ones
     (`bucketing`) either halve it again and again ("doubling", `bucket_boundaries`:
     no data is read in advance), or are "fitted" to the data: each is the shortest
@@ -191,9 +192,8 @@ def mixture(
     last bucket hold about `FITTED_SHARE` of them; the last fitted one is the
     longest example), learned from each task's first `FIT_EXAMPLES` examples when
     the mixture is built, plus the `max_length` bucket for anything longer
-    (`fitted_boundaries`): a fit on the fitted data compiles `num_buckets` programs.
-    Text a few tokens over half its `max_length` makes "doubling" pad most batches
-    to twice their length.
+    (`fitted_boundaries`). Text a few tokens over half its `max_length` makes
+    "doubling" pad most batches to twice their length.
 
     Args:
         datasets: `{task name: tf.data.Dataset}` of `(inputs, targets)` examples
@@ -317,6 +317,9 @@ def _fitted_bounds(plan, datasets, limits, members, num_buckets):
     ]
     bounds = {}
     for group, group_limits in limits.items():
+        if all(limit is None for limit in group_limits):  # nothing to pad: read nothing
+            bounds[group] = list(group_limits)
+            continue
         names, weights, size = members[group]
         lengths = [_example_lengths(plan, name, datasets[name], group_limits) for name in names]
         bounds[group] = [
