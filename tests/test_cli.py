@@ -19,7 +19,7 @@ from keras_multimodel import evaluation
 from keras_multimodel.cli.config import TrainConfig
 from keras_multimodel.cli.evaluate import evaluate, load_run
 from keras_multimodel.cli.predict import predict
-from keras_multimodel.cli.train import _check_settings, train
+from keras_multimodel.cli.train import _check_settings, resumed_config, train
 from keras_multimodel.data import DataError, bundled
 from keras_multimodel.data.bundled import classify_image, formats
 
@@ -133,6 +133,17 @@ def test_resuming_with_other_settings_is_refused(tmp_path):
     _check_settings(tmp_path, {"preset": "tiny", "train_steps": 10})
     with pytest.raises(DataError, match=r"other settings \(train_steps: 10 -> 20\)"):
         _check_settings(tmp_path, {"preset": "tiny", "train_steps": 20})
+
+
+def test_a_run_saved_before_a_setting_existed_resumes_with_what_it_used(tmp_path):
+    settings = {**TrainConfig().to_dict(), "backend": keras.backend.backend()}
+    del settings["bucketing"]  # saved before fitted bucket lengths (and the setting) existed
+    (tmp_path / "train_settings.json").write_text(json.dumps(settings))
+    assert resumed_config(tmp_path, TrainConfig()).bucketing == "doubling"
+    _check_settings(tmp_path, {**settings, "bucketing": "doubling"})  # not refused
+    with pytest.raises(DataError, match="bucketing: 'doubling' -> 'fitted'"):
+        _check_settings(tmp_path, {**settings, "bucketing": "fitted"})
+    assert resumed_config(tmp_path / "new", TrainConfig()).bucketing == "fitted"
 
 
 def test_evaluate_prints_the_table_and_saves_it(trained_run):

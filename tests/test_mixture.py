@@ -85,8 +85,8 @@ def test_fitted_boundaries_hold_the_share_of_batches_asked_for():
     assert fitted(lengths, [1.0], 1, 64, 2, [0.995]) == [32, 32, 64]
     # Batches of 8 hold the long one 7.7% of the time: the 95% bucket is 32.
     assert fitted(lengths, [1.0], 8, 64, 2, [0.95]) == [32, 32, 64]
-    # Two tasks mixed 1:3; the second's examples are all 20 long: 3/4 of the
-    # examples are <= 24, so one-example batches at level 0.7 fit 24, at 0.8 not.
+    # Two tasks, 5 and 20 tokens long. Mixed 3:1, 3/4 of the examples are <= 8,
+    # so one-example batches at level 0.7 fit 8; mixed 1:3, only 1/4: 24.
     two = [np.array([5] * 100), np.array([20] * 100)]
     assert fitted(two, [0.75, 0.25], 1, 64, 2, [0.7]) == [8, 24, 64]
     assert fitted(two, [0.25, 0.75], 1, 64, 2, [0.7]) == [24, 24, 64]
@@ -107,22 +107,45 @@ def test_fitted_buckets_pad_to_the_data_and_keep_max_length_for_longer_examples(
         output_signature=(tf.TensorSpec([None], tf.int32), tf.TensorSpec([None], tf.int32)),
     )
     batches = kmm.data.mixture(
-        {"copy": dataset}, 2, tasks, repeat=False, shuffle_buffer=0, bucketing="fitted"
-    )
+        {"copy": dataset}, 2, tasks, num_buckets=2, repeat=False, shuffle_buffer=0,
+        bucketing="fitted",
+    )  # fmt: skip
     seen = []
     for batch in batches:
         inputs = batch["text_to_text"]["inputs"].numpy()
         seen += (inputs > 0).sum(axis=1).tolist()
         assert inputs.shape[1] == (16 if (inputs > 0).sum(axis=1).max() > 8 else 8)
     assert sorted(seen) == sorted(lengths)  # nothing dropped or cut
+    # ("doubling" with 2 buckets would pad every batch to 16 or 32.)
     # Fitted on the first 20 examples only (all short), the long one pads to 32.
     mixture_module = __import__("sys").modules["keras_multimodel.data.mixture"]
     monkeypatch.setattr(mixture_module, "FIT_EXAMPLES", 20)
     batches = kmm.data.mixture(
-        {"copy": dataset}, 2, tasks, repeat=False, shuffle_buffer=0, bucketing="fitted"
-    )
+        {"copy": dataset}, 2, tasks, num_buckets=2, repeat=False, shuffle_buffer=0,
+        bucketing="fitted",
+    )  # fmt: skip
     widths = [batch["text_to_text"]["inputs"].shape[1] for batch in batches]
     assert widths == [8] * 39 + [32]
+
+
+def test_fitted_buckets_share_one_index_across_groups(rng):
+    tasks = make_tasks()
+    datasets = make_datasets(rng)
+    batches = kmm.data.mixture(datasets, 16, tasks, num_buckets=2, seed=0, bucketing="fitted")
+    shapes = set()
+    for batch in batches.take(60):
+        text = batch["text_to_text"]
+        audio = batch["audio_to_text"]["inputs"]
+        assert text["inputs"].shape[1] == text["targets"].shape[1]  # copy/swap: equal lengths
+        assert (audio["length"].numpy() <= audio["waveform"].shape[1]).all()
+        shapes.add((text["inputs"].shape[1], audio["waveform"].shape[1]))
+    # Fitted on all the examples: 2 programs at most, the 32-token / 4000-sample
+    # max_length bucket never used, and each text length with one audio length.
+    assert len(shapes) <= 2, shapes
+    assert all(text < 32 or audio < 4000 for text, audio in shapes), shapes
+    assert len({text for text, _ in shapes}) == len(shapes) == len({a for _, a in shapes})
+    with pytest.raises(ValueError, match="2 buckets need 1 levels"):
+        kmm.data.fitted_boundaries([np.array([3])], [1.0], 1, 8, 2, [])
 
 
 def test_padding_keeps_every_token(rng):

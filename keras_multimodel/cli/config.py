@@ -37,7 +37,8 @@ class TrainConfig:
         mixing: how tasks share a batch: "uniform", "proportional", "temperature".
         vocabulary_size: pieces of the shared SentencePiece vocabulary (at most: fewer
             when the tasks' texts support fewer).
-        num_buckets: padded lengths per variable-length input (compiled programs).
+        num_buckets: padded lengths per variable-length input (compiled programs;
+            "fitted" adds `max_length` for examples longer than the training data's).
         bucketing: how the shorter padded lengths are chosen: "fitted" to the
             training data (most batches hold text a few tokens over half the
             longest) or "doubling" (see `keras_multimodel.data.mixture`).

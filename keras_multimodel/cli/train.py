@@ -1,5 +1,6 @@
 """`python -m keras_multimodel train`: one MultiModel on bundled tasks, resumable."""
 
+import dataclasses
 import json
 import os
 import pathlib
@@ -40,10 +41,37 @@ def _tokenizer(output_dir, config):
     return tokenizer
 
 
+# Settings added after runs were saved without them: the value those runs used.
+SETTINGS_BEFORE_THEY_EXISTED = {"bucketing": "doubling"}
+
+
+def _saved_settings(output_dir):
+    """The settings of the run in `output_dir` (None for a new run), with the values
+    of settings added since it was saved filled in."""
+    path = output_dir / SETTINGS_FILE
+    if not path.exists():
+        return None
+    return {**SETTINGS_BEFORE_THEY_EXISTED, **json.loads(path.read_text())}
+
+
+def resumed_config(output_dir, config):
+    """`config` for the run in `output_dir`: a run saved before a setting existed
+    resumes with the value it was started with, where `config` has the default."""
+    saved = _saved_settings(output_dir)
+    if saved is None:
+        return config
+    kept = {
+        key: saved[key]
+        for key in SETTINGS_BEFORE_THEY_EXISTED
+        if getattr(config, key) == getattr(TrainConfig, key) != saved[key]
+    }
+    return dataclasses.replace(config, **kept)
+
+
 def _check_settings(output_dir, settings):
     path = output_dir / SETTINGS_FILE
-    if path.exists():
-        saved = json.loads(path.read_text())
+    saved = _saved_settings(output_dir)
+    if saved is not None:
         changed = {k: (saved.get(k), v) for k, v in settings.items() if saved.get(k) != v}
         if changed:
             described = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
@@ -91,6 +119,7 @@ def _train(output_dir, config, verbose):
             f"{output_dir / MODEL_FILE} exists: this run is finished; evaluate it with "
             f"`evaluate --model_dir {output_dir}` or train into a new --output_dir"
         )
+    config = resumed_config(output_dir, config)
     _check_settings(output_dir, {**config.to_dict(), "backend": keras.backend.backend()})
     keras.utils.set_random_seed(config.seed)
     start = time.time()

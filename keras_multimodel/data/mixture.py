@@ -34,9 +34,9 @@ def _plan(tasks):
 
 STRATEGIES = ("uniform", "proportional", "temperature")
 BUCKETINGS = ("doubling", "fitted")
-# "fitted" bucketing: the share of batches that fit the shorter buckets (all but
-# the last, which is the modalities' max_length), and the examples per task it
-# reads to learn the lengths.
+# "fitted" bucketing: the share of batches the fitted buckets below the longest
+# example's hold together, and the examples per task it reads to learn the lengths
+# (a seeded random sample of a larger task of known size).
 FITTED_SHARE = 0.9
 FIT_EXAMPLES = 20_000
 
@@ -60,9 +60,16 @@ def fitted_boundaries(lengths, weights, batch_size, max_length, num_buckets, lev
     >>> fitted_boundaries(lengths, [1.0], 8, 64, 2, [0.95])  # batches of 8: 8% hold one
     [32, 32, 64]
     """
-    candidates = sorted({min(max_length, 8 * math.ceil(int(n) / 8)) for a in lengths for n in a})
+    if len(levels) != num_buckets - 1:
+        raise InputError(
+            f"fitted_boundaries: {num_buckets} buckets need {num_buckets - 1} levels; "
+            f"got {len(levels)}."
+        )
+    candidates = sorted(
+        {min(max_length, 8 * math.ceil(max(1, int(n)) / 8)) for a in lengths for n in a}
+    )
     boundaries = []
-    for level in levels[: num_buckets - 1]:
+    for level in levels:
         fits = candidates[-1]
         for candidate in candidates:
             pairs = zip(lengths, weights, strict=True)
@@ -185,15 +192,18 @@ def mixture(
     smallest that fits every group), so a `fit` compiles at most `num_buckets`
     train programs ("fitted": one more if an example is longer than all those it
     was fitted on). The last length is the modality's `max_length`; examples longer
-    than it raise an error while iterating; nothing is truncated. The shorter ones
-    (`bucketing`) either halve it again and again ("doubling", `bucket_boundaries`:
-    no data is read in advance), or are "fitted" to the data: each is the shortest
-    (a multiple of 8) that holds a set share of the batches (together, all but the
-    last bucket hold about `FITTED_SHARE` of them; the last fitted one is the
-    longest example), learned from each task's first `FIT_EXAMPLES` examples when
-    the mixture is built, plus the `max_length` bucket for anything longer
-    (`fitted_boundaries`). Text a few tokens over half its `max_length` makes
-    "doubling" pad most batches to twice their length.
+    than it raise an error while iterating (or, "fitted", when the mixture is
+    built); nothing is truncated. The shorter ones (`bucketing`) either halve it
+    again and again ("doubling", `bucket_boundaries`: no data is read in advance),
+    or are "fitted" to the data (`fitted_boundaries`): the first `num_buckets - 1`
+    are each the shortest multiple of 8 that holds a set share of the batches
+    (together they hold about `FITTED_SHARE` of them), the next is the longest
+    example, and `max_length` stays last for anything longer. The lengths are
+    learned when the mixture is built, from up to `FIT_EXAMPLES` examples per task
+    (a seeded random sample of a larger task of known size; the first ones of a
+    task of unknown size), read in an extra pass: a dataset that can be read only
+    once (a generator over an iterator) would lose them. Text a few tokens over
+    half its `max_length` makes "doubling" pad most batches to twice their length.
 
     Args:
         datasets: `{task name: tf.data.Dataset}` of `(inputs, targets)` examples
@@ -336,6 +346,9 @@ def _fitted_bounds(plan, datasets, limits, members, num_buckets):
 def _example_lengths(plan, name, dataset, limits):
     """`(examples, tensors)` lengths of a task's first `FIT_EXAMPLES` examples (0 for
     fixed-size tensors)."""
+    size = int(dataset.cardinality())
+    if size > FIT_EXAMPLES:  # stored data are often in order (e.g. Bible books)
+        dataset = dataset.shuffle(size, seed=0)
     stream = _task_stream(plan, name, dataset, repeat=False, shuffle_buffer=0, seed=None)
 
     def lengths(example):
