@@ -344,8 +344,8 @@ def _fitted_bounds(plan, datasets, limits, members, num_buckets):
 
 
 def _example_lengths(plan, name, dataset, limits):
-    """`(examples, tensors)` lengths of a task's first `FIT_EXAMPLES` examples (0 for
-    fixed-size tensors)."""
+    """`(examples, tensors)` lengths of up to `FIT_EXAMPLES` of a task's examples (a
+    seeded sample of a larger task of known size; 0 for fixed-size tensors)."""
     size = int(dataset.cardinality())
     if size > FIT_EXAMPLES:  # stored data are often in order (e.g. Bible books)
         dataset = dataset.shuffle(size, seed=0)
