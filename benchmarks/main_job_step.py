@@ -90,8 +90,9 @@ def main(argv):
             times.append(time.perf_counter() - start)
         median = medians[length] = 1000 * statistics.median(times)
         print(f"{backend}: {length}-token bucket, median step {median:.1f} ms")
-    mean = sum(medians[n] * counts[n] for n in counts) / sum(counts.values())
-    shares = ", ".join(f"{n} tokens {counts[n] / 3:.0f}%" for n in sorted(counts))
+    total = sum(counts.values())
+    mean = sum(medians[n] * counts[n] for n in counts) / total
+    shares = ", ".join(f"{n} tokens {100 * counts[n] / total:.0f}%" for n in sorted(counts))
     print(f"{backend}: {FLAGS.bucketing} buckets ({shares}): {mean:.1f} ms per batch")
     if FLAGS.profile_dir and backend == "jax":
         import jax

@@ -65,20 +65,18 @@ def fitted_boundaries(lengths, weights, batch_size, max_length, num_buckets, lev
             f"fitted_boundaries: {num_buckets} buckets need {num_buckets - 1} levels; "
             f"got {len(levels)}."
         )
-    candidates = sorted(
-        {min(max_length, 8 * math.ceil(max(1, int(n)) / 8)) for a in lengths for n in a}
+    candidates = np.unique(
+        [min(max_length, 8 * math.ceil(max(1, int(n)) / 8)) for a in lengths for n in a]
     )
-    boundaries = []
-    for level in levels:
-        fits = candidates[-1]
-        for candidate in candidates:
-            pairs = zip(lengths, weights, strict=True)
-            share = sum(w * float((a <= candidate).mean()) for a, w in pairs)
-            if share**batch_size >= level:
-                fits = candidate
-                break
-        boundaries.append(fits)
-    return boundaries + [candidates[-1], max_length]
+    # Share of the group's examples no longer than each candidate, then of batches.
+    share = sum(
+        w * np.searchsorted(np.sort(a), candidates, side="right") / len(a)
+        for a, w in zip(lengths, weights, strict=True)
+    )
+    batches = share**batch_size
+    boundaries = [int(candidates[np.argmax(batches >= min(level, batches[-1]))])
+                  for level in levels]  # fmt: skip
+    return boundaries + [int(candidates[-1]), max_length]
 
 
 def mixing_rates(sizes, strategy="uniform", cap=None, temperature=2.0):
