@@ -116,6 +116,24 @@ def test_train_steps_below_one_epoch_train_exactly_that_many(tmp_path):
     assert settings["learning_rate"] == 0.005  # the default peak, resolved, is recorded
 
 
+def test_validation_data_does_not_autotune(tmp_path, monkeypatch):
+    # fit drops its validation iterator every epoch, and dropping one that autotunes
+    # waits for the tuning thread (up to 60 s); the training data keeps autotuning.
+    from keras_multimodel.models import MultiModel
+
+    fit, autotuned = MultiModel.fit, {}
+
+    def recording_fit(self, x=None, **kwargs):
+        autotuned["train"] = x.options().autotune.enabled is not False
+        autotuned["validation"] = kwargs["validation_data"].options().autotune.enabled
+        return fit(self, x, **kwargs)
+
+    monkeypatch.setattr(MultiModel, "fit", recording_fit)
+    config = TrainConfig(tasks=("classify_image",), train_steps=2, batch_size=4)
+    train(tmp_path / "run", config, verbose=0)
+    assert autotuned == {"train": True, "validation": False}
+
+
 def test_the_default_learning_rate_scales_with_the_presets_width():
     assert TrainConfig().peak_learning_rate == 0.005  # tiny: 0.04 / sqrt(64)
     assert TrainConfig(preset="base").peak_learning_rate == 0.0025  # 0.04 / sqrt(256)

@@ -196,6 +196,7 @@ def test_out_of_range_labels_raise():
         ({"batch_size": 0}, "batch_size"),
         ({"batch_multiple": 0}, "data-parallel degree"),
         ({"bucketing": "quantile"}, "bucketing"),
+        ({"autotune": "off"}, "autotune"),
     ],
 )
 def test_bad_arguments_get_clear_errors(rng, kwargs, message):
@@ -209,6 +210,20 @@ def test_bad_arguments_get_clear_errors(rng, kwargs, message):
     }
     with pytest.raises(ValueError, match=message):
         kmm.data.mixture(**arguments)
+
+
+def test_a_mixture_without_autotuning_gives_the_same_batches(rng):
+    datasets = make_datasets(rng)
+
+    def first_batches(autotune):
+        data = kmm.data.mixture(datasets, 6, make_tasks(), seed=3, autotune=autotune)
+        return data, [tf.nest.map_structure(np.asarray, batch) for batch in data.take(4)]
+
+    tuned, expected = first_batches(True)
+    untuned, batches = first_batches(False)
+    assert tuned.options().autotune.enabled is not False  # None: tf.data's default, on
+    assert untuned.options().autotune.enabled is False
+    tf.nest.map_structure(np.testing.assert_array_equal, batches, expected)
 
 
 def test_sub_batches_are_multiples_of_the_data_parallel_degree(rng):

@@ -164,7 +164,7 @@ def _fit(output_dir, config, tokenizer, tasks, degree, start, verbose):
 
     model = MultiModel(tasks, preset=config.preset, tokenizer=tokenizer)
 
-    def data(split, seed, num_buckets):
+    def data(split, seed, num_buckets, autotune=True):
         sets = {
             name: bundled.load(name, split, tokenizer, config.data_size) for name in config.tasks
         }
@@ -177,6 +177,7 @@ def _fit(output_dir, config, tokenizer, tasks, degree, start, verbose):
             bucketing=config.bucketing,
             seed=seed,
             batch_multiple=degree,
+            autotune=autotune,
         )
 
     steps = config.train_steps
@@ -199,12 +200,14 @@ def _fit(output_dir, config, tokenizer, tasks, degree, start, verbose):
         f"{describe(config.distribution, degree)}."
     )
     # Validation (a few batches an epoch) pads to one length (with "fitted" bucketing,
-    # its longest example): one evaluation program to compile, not one per bucket.
+    # its longest example): one evaluation program to compile, not one per bucket. It
+    # does not autotune: fit drops its iterator every epoch, and dropping one that
+    # autotunes can stall for up to a minute (see `mixture`).
     history = model.fit(
         data("train", data_seed, config.num_buckets),
         epochs=config.epochs,
         steps_per_epoch=min(config.steps_per_epoch, steps),
-        validation_data=data("validation", config.seed + 1, 1),
+        validation_data=data("validation", config.seed + 1, 1, autotune=False),
         validation_steps=config.validation_steps,
         callbacks=callbacks,
         verbose=progress_verbosity() if verbose is None else verbose,

@@ -175,6 +175,7 @@ def mixture(
     temperature=2.0,
     batch_multiple=1,
     bucketing="doubling",
+    autotune=True,
 ):
     """Mixes per-task datasets into the batches `MultiModel.fit` consumes.
 
@@ -228,6 +229,13 @@ def mixture(
             it in.
         bucketing: "doubling" (the default) or "fitted": how the shorter padded
             lengths are chosen (above).
+        autotune: tf.data's autotuning of the pipeline (its parallelism and
+            buffers); True by default. Pass False for `validation_data`: Keras's
+            `fit` makes a new iterator over it every epoch and drops the old one,
+            and dropping an iterator that autotunes waits for its tuning thread,
+            which sleeps up to 60 s between rounds. With the main job's validation
+            set, 1 epoch in 3 stood still for 10 to 60 s that way (no CPU in use);
+            a few validation batches an epoch need no tuning.
 
     Returns:
         A `tf.data.Dataset` of batches, prefetched.
@@ -270,6 +278,8 @@ def mixture(
         raise InputError(
             f'mixture: `shuffle_buffer` must be "full" or an int >= 0; got {shuffle_buffer!r}.'
         )
+    if not isinstance(autotune, bool):
+        raise InputError(f"mixture: `autotune` must be True or False; got {autotune!r}.")
     rates = _rates(plan, datasets, rates, cap, temperature)
 
     groups, limits, members = {}, {}, {}
@@ -309,9 +319,14 @@ def mixture(
             for group, group_limits in limits.items()
         }  # fmt: skip
     batches = tf.data.Dataset.zip(groups)
-    return batches.map(
+    batches = batches.map(
         lambda batch: _pad_to_bucket(batch, bounds), num_parallel_calls=tf.data.AUTOTUNE
     ).prefetch(tf.data.AUTOTUNE)
+    if autotune:
+        return batches
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return batches.with_options(options)
 
 
 def _fitted_bounds(plan, datasets, limits, members, num_buckets):
