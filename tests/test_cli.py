@@ -151,6 +151,13 @@ def test_resuming_with_other_settings_is_refused(tmp_path):
     _check_settings(tmp_path, {"preset": "tiny", "train_steps": 10})
     with pytest.raises(DataError, match=r"other settings \(train_steps: 10 -> 20\)"):
         _check_settings(tmp_path, {"preset": "tiny", "train_steps": 20})
+    # The message names the flags to resume with: a default may have changed since.
+    with pytest.raises(DataError, match=r"started with \(--preset=tiny --train_steps=10;"):
+        _check_settings(tmp_path, {"preset": "base", "train_steps": 20})
+    (tmp_path / "other").mkdir()
+    _check_settings(tmp_path / "other", {"tasks": ["parse_en", "classify_image"], "backend": "jax"})
+    with pytest.raises(DataError, match=r"\(--tasks=parse_en,classify_image KERAS_BACKEND=jax;"):
+        _check_settings(tmp_path / "other", {"tasks": ["parse_en"], "backend": "tensorflow"})
 
 
 def test_a_run_saved_before_a_setting_existed_resumes_with_what_it_used(tmp_path):

@@ -75,12 +75,21 @@ def _check_settings(output_dir, settings):
         changed = {k: (saved.get(k), v) for k, v in settings.items() if saved.get(k) != v}
         if changed:
             described = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
+            flags = " ".join(_as_flag(key, old) for key, (old, _) in changed.items())
             raise DataError(
                 f"{output_dir} holds a run with other settings ({described}); resume it with "
-                "the same flags, or train into a new --output_dir"
+                f"the flags it was started with ({flags}; a default may have changed "
+                "since), or train into a new --output_dir"
             )
     else:
         path.write_text(json.dumps(settings, indent=2) + "\n")
+
+
+def _as_flag(key, value):
+    """A saved setting as what sets it on the command line."""
+    if key == "backend":
+        return f"KERAS_BACKEND={value}"
+    return f"--{key}=" + (",".join(map(str, value)) if isinstance(value, list) else str(value))
 
 
 def progress_verbosity():

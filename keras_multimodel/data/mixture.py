@@ -229,13 +229,15 @@ def mixture(
             it in.
         bucketing: "doubling" (the default) or "fitted": how the shorter padded
             lengths are chosen (above).
-        autotune: tf.data's autotuning of the pipeline (its parallelism and
-            buffers); True by default. Pass False for `validation_data`: Keras's
-            `fit` makes a new iterator over it every epoch and drops the old one,
-            and dropping an iterator that autotunes waits for its tuning thread,
-            which sleeps up to 60 s between rounds. With the main job's validation
-            set, 1 epoch in 3 stood still for 10 to 60 s that way (no CPU in use);
-            a few validation batches an epoch need no tuning.
+        autotune: False turns tf.data's autotuning (of parallelism and buffers)
+            off for the whole pipeline, the given datasets included; True (the
+            default) leaves their options as they are. Pass False for
+            `validation_data`: Keras's `fit` makes a new iterator over it every
+            epoch and drops the old one, and dropping one that autotunes waited,
+            with no CPU in use, for a thread of its pipeline (most likely the
+            tuning thread, which sleeps up to 60 s between rounds): with the main
+            job's validation set, 1 epoch in 3 stood still for 10 to 60 s. A few
+            validation batches an epoch need no tuning.
 
     Returns:
         A `tf.data.Dataset` of batches, prefetched.
