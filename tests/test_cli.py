@@ -19,7 +19,12 @@ from keras_multimodel import evaluation
 from keras_multimodel.cli.config import TrainConfig
 from keras_multimodel.cli.evaluate import evaluate, load_run
 from keras_multimodel.cli.predict import predict
-from keras_multimodel.cli.train import _check_settings, resumed_config, train
+from keras_multimodel.cli.train import (
+    SETTINGS_WITHOUT_FLAGS,
+    _check_settings,
+    resumed_config,
+    train,
+)
 from keras_multimodel.data import DataError, bundled
 from keras_multimodel.data.bundled import classify_image, formats
 
@@ -158,6 +163,17 @@ def test_resuming_with_other_settings_is_refused(tmp_path):
     _check_settings(tmp_path / "other", {"tasks": ["parse_en", "classify_image"], "backend": "jax"})
     with pytest.raises(DataError, match=r"\(--tasks=parse_en,classify_image KERAS_BACKEND=jax;"):
         _check_settings(tmp_path / "other", {"tasks": ["parse_en"], "backend": "tensorflow"})
+
+
+def test_every_train_setting_is_a_flag_unless_listed_as_not_one():
+    import inspect
+
+    from keras_multimodel.cli import main
+
+    flagged = inspect.getsource(main.train_config)
+    for field in dataclasses.fields(TrainConfig):
+        is_flag = f"{field.name}=" in flagged and f"FLAGS.{field.name}" in flagged
+        assert is_flag != (field.name in SETTINGS_WITHOUT_FLAGS), field.name
 
 
 def test_a_run_saved_before_a_setting_existed_resumes_with_what_it_used(tmp_path):

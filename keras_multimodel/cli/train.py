@@ -75,7 +75,9 @@ def _check_settings(output_dir, settings):
         changed = {k: (saved.get(k), v) for k, v in settings.items() if saved.get(k) != v}
         if changed:
             described = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
-            flags = " ".join(_as_flag(key, old) for key, (old, _) in changed.items())
+            flags = " ".join(
+                _as_flag(key, old) for key, (old, _) in changed.items() if old is not None
+            )
             raise DataError(
                 f"{output_dir} holds a run with other settings ({described}); resume it with "
                 f"the flags it was started with ({flags}; a default may have changed "
@@ -85,11 +87,16 @@ def _check_settings(output_dir, settings):
         path.write_text(json.dumps(settings, indent=2) + "\n")
 
 
+# TrainConfig settings that `train` takes no flag for (only Python callers set them).
+SETTINGS_WITHOUT_FLAGS = ("num_buckets", "bucketing", "validation_steps")
+
+
 def _as_flag(key, value):
-    """A saved setting as what sets it on the command line."""
+    """A saved setting as what sets it: a flag, the backend's variable, or key=value."""
     if key == "backend":
         return f"KERAS_BACKEND={value}"
-    return f"--{key}=" + (",".join(map(str, value)) if isinstance(value, list) else str(value))
+    text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+    return f"{key}={text}" if key in SETTINGS_WITHOUT_FLAGS else f"--{key}={text}"
 
 
 def progress_verbosity():
