@@ -163,6 +163,10 @@ def test_resuming_with_other_settings_is_refused(tmp_path):
     _check_settings(tmp_path / "other", {"tasks": ["parse_en", "classify_image"], "backend": "jax"})
     with pytest.raises(DataError, match=r"\(--tasks=parse_en,classify_image KERAS_BACKEND=jax;"):
         _check_settings(tmp_path / "other", {"tasks": ["parse_en"], "backend": "tensorflow"})
+    # A setting the saved run lacks has no flag to name.
+    with pytest.raises(DataError, match=r"-> 3\); resume it with the settings it was started"):
+        _check_settings(tmp_path / "other", {"tasks": ["parse_en", "classify_image"],
+                                             "backend": "jax", "new_setting": 3})  # fmt: skip
 
 
 def test_every_train_setting_is_a_flag_unless_listed_as_not_one():

@@ -78,10 +78,14 @@ def _check_settings(output_dir, settings):
             flags = " ".join(
                 _as_flag(key, old) for key, (old, _) in changed.items() if old is not None
             )
+            how = (
+                f"the flags it was started with ({flags}; a default may have changed since)"
+                if flags
+                else "the settings it was started with"
+            )
             raise DataError(
                 f"{output_dir} holds a run with other settings ({described}); resume it with "
-                f"the flags it was started with ({flags}; a default may have changed "
-                "since), or train into a new --output_dir"
+                f"{how}, or train into a new --output_dir"
             )
     else:
         path.write_text(json.dumps(settings, indent=2) + "\n")
