@@ -30,6 +30,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_integer("steps", 15, "Timed steps per bucket.")
 flags.DEFINE_string("profile_dir", None, "JAX: write a trace of 5 steps here and summarise it.")
 flags.DEFINE_enum("bucketing", "fitted", ["fitted", "doubling"], "mixture's bucket lengths.")
+flags.DEFINE_integer("batch_size", None, "Examples per step (default: train's).")
+flags.DEFINE_list("body", [], "Body settings over the preset's, e.g. hidden_size=128.")
 
 
 def _top_kernels(profile_dir, steps, count=12):
@@ -59,13 +61,15 @@ def main(argv):
     from keras_multimodel.models import MultiModel
 
     config = TrainConfig()
+    batch_size = FLAGS.batch_size or config.batch_size
+    body = {key: int(value) for key, value in (item.split("=") for item in FLAGS.body)}
     texts = bundled.training_texts(config.tasks, config.data_size)
     tokenizer = train_tokenizer(texts, config.vocabulary_size, fit_to_texts=True)
     tasks = bundled.make_tasks(tokenizer, config.tasks, config.data_size)
-    model = MultiModel(tasks, preset=config.preset, tokenizer=tokenizer)
+    model = MultiModel(tasks, preset=config.preset, tokenizer=tokenizer, **body)
     sets = {name: bundled.load(name, "train", tokenizer, config.data_size) for name in config.tasks}
     data = mixture(
-        sets, config.batch_size, model, num_buckets=config.num_buckets,
+        sets, batch_size, model, num_buckets=config.num_buckets,
         bucketing=FLAGS.bucketing, seed=0,
     )  # fmt: skip
     batches, counts = {}, collections.Counter()

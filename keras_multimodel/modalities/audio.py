@@ -5,6 +5,7 @@ import numpy as np
 from keras import ops
 
 from keras_multimodel.errors import InputError
+from keras_multimodel.modalities.augmentation import spec_augment
 from keras_multimodel.modalities.base import (
     Modality,
     check_finite,
@@ -24,7 +25,9 @@ class Audio(Modality):
     bare `(batch, samples)` array, every sample real). The bottom computes log-mel
     features inside the model (`keras.layers.MelSpectrogram`, 25 ms windows every
     10 ms by default), then `num_conv_layers` strided convolutions, each halving
-    time. Positions past each waveform's length are masked.
+    time. Positions past each waveform's length are masked. In training only, the
+    features can be masked as in SpecAugment (Park et al., 2019; see
+    `augmentation.spec_augment`): off by default.
 
     Args:
         sample_rate: samples per second of the waveforms.
@@ -33,6 +36,11 @@ class Audio(Modality):
         frame_step: samples between windows.
         num_conv_layers: stride-2 conv layers after the features.
         max_length: the longest waveform accepted, in samples (30 s by default).
+        frequency_masks: SpecAugment bands of mel bins masked per training example.
+        frequency_mask_width: the widest band, in mel bins (below `num_mel_bins`).
+        time_masks: SpecAugment spans of frames masked per training example.
+        time_mask_fraction: the longest span, as a fraction of the example's frames.
+        seed: seed of the masks.
         **kwargs: `Modality` arguments.
 
     Example:
@@ -55,6 +63,11 @@ class Audio(Modality):
         frame_step=160,
         num_conv_layers=2,
         max_length=30 * 16000,
+        frequency_masks=0,
+        frequency_mask_width=15,
+        time_masks=0,
+        time_mask_fraction=0.1,
+        seed=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -68,6 +81,27 @@ class Audio(Modality):
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InputError(f"Audio: `{arg}` must be a positive int; received {value!r}.")
+        for arg, value in (("frequency_masks", frequency_masks), ("time_masks", time_masks)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise InputError(f"Audio: `{arg}` must be an int >= 0; received {value!r}.")
+        if (
+            isinstance(frequency_mask_width, bool)
+            or not isinstance(frequency_mask_width, int)
+            or not 0 <= frequency_mask_width < num_mel_bins
+        ):
+            raise InputError(
+                f"Audio: `frequency_mask_width` must be an int in [0, num_mel_bins="
+                f"{num_mel_bins}); received {frequency_mask_width!r}."
+            )
+        if not isinstance(time_mask_fraction, (int, float)) or not 0 <= time_mask_fraction < 1:
+            raise InputError(
+                f"Audio: `time_mask_fraction` must be in [0, 1); received {time_mask_fraction!r}."
+            )
+        self.frequency_masks = frequency_masks
+        self.frequency_mask_width = frequency_mask_width
+        self.time_masks = time_masks
+        self.time_mask_fraction = float(time_mask_fraction)
+        self.seed = seed
         self.sample_rate = sample_rate
         self.num_mel_bins = num_mel_bins
         self.frame_length = frame_length
@@ -88,6 +122,8 @@ class Audio(Modality):
             dtype="float32",
             name="mel_spectrogram",
         )
+        if self.frequency_masks or self.time_masks:
+            self.seed_generator = keras.random.SeedGenerator(self.seed, name="spec_augment_seed")
         self.convs, self.norms = [], []
         channels = self.num_mel_bins
         for i in range(self.num_conv_layers):
@@ -113,6 +149,16 @@ class Audio(Modality):
         mel = self.features(ops.cast(waveform, "float32"))  # (B, mels, frames)
         x = ops.log(ops.transpose(mel, (0, 2, 1)) + 1e-6)  # (B, frames, mels)
         frames = ops.cast(length, "int32") // self.frame_step + 1  # centred windows
+        if training and (self.frequency_masks or self.time_masks):
+            x = spec_augment(
+                x,
+                frames,
+                self.seed_generator,
+                self.frequency_masks,
+                self.frequency_mask_width,
+                self.time_masks,
+                self.time_mask_fraction,
+            )
         for conv, norm in zip(self.convs, self.norms, strict=True):
             mask = ops.arange(ops.shape(x)[1])[None, :] < frames[:, None]  # (B, T)
             x = x * ops.cast(mask, x.dtype)[..., None]
@@ -262,6 +308,11 @@ class Audio(Modality):
                 "frame_step": self.frame_step,
                 "num_conv_layers": self.num_conv_layers,
                 "max_length": self.max_length,
+                "frequency_masks": self.frequency_masks,
+                "frequency_mask_width": self.frequency_mask_width,
+                "time_masks": self.time_masks,
+                "time_mask_fraction": self.time_mask_fraction,
+                "seed": self.seed,
             }
         )
         return config

@@ -30,9 +30,18 @@ class Image(Modality):
     The `(batch, H', W', hidden_size)` result, `H' = ceil(height / 2^(num_blocks+1))`,
     is flattened to `(batch, H' * W', hidden_size)` with every position real.
 
+    In training only, images can be shifted at random (`random_shift`, edges
+    repeated, `keras.layers.RandomTranslation`) and mirrored left to right
+    (`random_flip`, `keras.layers.RandomFlip`): off by default; turn flips on only
+    where a mirrored image keeps its target (clothes, not arrows or text).
+
     Args:
         channels: number of image channels (1 for grayscale, 3 for RGB).
         num_blocks: residual blocks; each halves the height and width.
+        random_shift: the largest random shift in training, as a fraction of the
+            height and of the width (0: none).
+        random_flip: mirror half the training images left to right.
+        seed: seed of the random shifts and flips.
         **kwargs: `Modality` arguments.
 
     Example:
@@ -46,17 +55,51 @@ class Image(Modality):
     can_be_target = False
     is_sequence = False
 
-    def __init__(self, channels=3, num_blocks=2, **kwargs):
+    def __init__(
+        self, channels=3, num_blocks=2, random_shift=0.0, random_flip=False, seed=None, **kwargs
+    ):
         super().__init__(**kwargs)
         for arg, value in (("channels", channels), ("num_blocks", num_blocks)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InputError(f"Image: `{arg}` must be a positive int; received {value!r}.")
+        if (
+            isinstance(random_shift, bool)
+            or not isinstance(random_shift, (int, float))
+            or not 0 <= random_shift < 0.5
+        ):
+            raise InputError(
+                f"Image: `random_shift` must be a fraction in [0, 0.5); received {random_shift!r}."
+            )
+        if not isinstance(random_flip, bool):
+            raise InputError(
+                f"Image: `random_flip` must be True or False; received {random_flip!r}."
+            )
         self.channels = channels
         self.num_blocks = num_blocks
+        self.random_shift = float(random_shift)
+        self.random_flip = random_flip
+        self.seed = seed
 
     def build(self, input_shape=None):
         d = self._require_hidden_size()
         image_shape = (None, None, None, self.channels)
+        self.augmentations = []  # float32 pixels in, float32 pixels out; training only
+        if self.random_flip:
+            self.augmentations.append(
+                keras.layers.RandomFlip("horizontal", seed=self.seed, dtype="float32", name="flip")
+            )
+        if self.random_shift:
+            self.augmentations.append(
+                keras.layers.RandomTranslation(
+                    self.random_shift,
+                    self.random_shift,
+                    fill_mode="nearest",  # edges are background in centred images
+                    interpolation="nearest",  # whole pixels
+                    seed=self.seed,
+                    dtype="float32",
+                    name="shift",
+                )
+            )
 
         def conv(filters, name, shape, strides=1):
             layer = keras.layers.Conv2D(
@@ -100,6 +143,9 @@ class Image(Modality):
 
     def bottom(self, inputs, training=None):
         x = ops.cast(inputs, "float32")
+        if training:
+            for augmentation in self.augmentations:
+                x = augmentation(x, training=True)
         mean = ops.mean(x, axis=(1, 2, 3), keepdims=True)
         variance = ops.var(x, axis=(1, 2, 3), keepdims=True)
         size = ops.cast(ops.prod(ops.shape(x)[1:]), "float32")
@@ -173,5 +219,13 @@ class Image(Modality):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"channels": self.channels, "num_blocks": self.num_blocks})
+        config.update(
+            {
+                "channels": self.channels,
+                "num_blocks": self.num_blocks,
+                "random_shift": self.random_shift,
+                "random_flip": self.random_flip,
+                "seed": self.seed,
+            }
+        )
         return config

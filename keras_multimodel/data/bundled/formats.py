@@ -77,15 +77,17 @@ class Format:
 
 
 class ImageFormat(Format):
-    """uint8 images of one `shape` `(height, width, channels)`."""
+    """uint8 images of one `shape` `(height, width, channels)`; `augmentation`: the
+    `Image` modality's training-time settings (`random_shift`, `random_flip`)."""
 
-    def __init__(self, shape):
+    def __init__(self, shape, **augmentation):
         self.shape = tuple(shape)
+        self.augmentation = augmentation
 
     def modality(self, text):
         from keras_multimodel.modalities import Image
 
-        return Image(channels=self.shape[-1])
+        return Image(channels=self.shape[-1], **self.augmentation)
 
     def dataset_values(self, values, role, tokenizer, max_length, where):
         return np.asarray(values, "uint8")
@@ -109,17 +111,21 @@ class ImageFormat(Format):
 
 
 class AudioFormat(Format):
-    """Mono float32 waveforms at `sample_rate`, at most `max_seconds` long."""
+    """Mono float32 waveforms at `sample_rate`, at most `max_seconds` long;
+    `augmentation`: the `Audio` modality's SpecAugment settings (`time_masks`, ...)."""
 
-    def __init__(self, sample_rate, max_seconds):
+    def __init__(self, sample_rate, max_seconds, **augmentation):
         self.sample_rate = sample_rate
         self.max_seconds = max_seconds
+        self.augmentation = augmentation
 
     def modality(self, text):
         from keras_multimodel.modalities import Audio
 
         return Audio(
-            sample_rate=self.sample_rate, max_length=int(self.max_seconds * self.sample_rate)
+            sample_rate=self.sample_rate,
+            max_length=int(self.max_seconds * self.sample_rate),
+            **self.augmentation,
         )
 
     def dataset_values(self, values, role, tokenizer, max_length, where):
