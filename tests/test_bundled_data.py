@@ -129,6 +129,21 @@ def test_tokenizer_is_shared_and_deterministic(tokenizer):
     assert tokenizer.vocabulary_size() == 4000
     with pytest.raises(ValueError, match="`texts` is empty"):
         kmm.data.train_tokenizer([], 100)
+    with pytest.raises(ValueError, match="`model_type` must be one of bpe, unigram"):
+        kmm.data.train_tokenizer(["a b"], 100, model_type="word")
+
+
+def test_the_shared_vocabulary_keeps_parse_labels_and_offsets_whole(tokenizer):
+    # Byte-pair encoding (the default): one piece per label and per offset, so a parse
+    # of n words is 2n pieces. The unigram model split "punct" and "pobj" in two.
+    parse = "prep +5 det +1 pobj -2 punct +2 nsubj +1 root 0"
+    assert len(tokenizer.tokenize(parse)) == 12
+    _, targets = bundled.load_examples("parse_en", "train")
+    pieces = sum(len(tokenizer.tokenize(t)) for t in targets[:500])
+    pairs = sum(len(t.split()) // 2 for t in targets[:500])
+    assert pieces / pairs < 2.05
+    unigram = kmm.data.train_tokenizer(bundled.training_texts(), 4000, model_type="unigram")
+    assert len(unigram.tokenize(parse)) > 12
 
 
 @pytest.mark.parametrize("task", bundled.PAPER_TASKS)
