@@ -24,7 +24,7 @@ RECORD = register(
     BundledTask(
         name="caption_image",
         description="32x32 emoji -> its Unicode name",
-        inputs=ImageFormat((32, 32, 3), random_shift=0.1),  # no flips: "left", "right"
+        inputs=ImageFormat((32, 32, 3)),
         targets=TextFormat(),
         examples=examples,
         metrics=(Metric("BLEU (smoothed)", functools.partial(evaluation.bleu, smooth=True)),),

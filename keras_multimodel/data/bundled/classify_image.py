@@ -57,7 +57,7 @@ RECORD = register(
     BundledTask(
         name="classify_image",
         description="28x28 grey image -> 10 clothing classes",
-        inputs=ImageFormat((28, 28, 1), random_shift=0.1, random_flip=True),
+        inputs=ImageFormat((28, 28, 1)),
         targets=LabelFormat(CLASSES),
         examples=examples,
         metrics=(Metric("accuracy", evaluation.accuracy),),

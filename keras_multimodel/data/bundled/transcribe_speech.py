@@ -98,7 +98,7 @@ RECORD = register(
     BundledTask(
         name="transcribe_speech",
         description="16 kHz speech -> words",
-        inputs=AudioFormat(speech.SAMPLE_RATE, AUDIO_MAX_SECONDS, frequency_masks=2, time_masks=2),
+        inputs=AudioFormat(speech.SAMPLE_RATE, AUDIO_MAX_SECONDS),
         targets=TextFormat(),
         examples=examples,
         metrics=(
