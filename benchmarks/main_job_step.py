@@ -30,6 +30,7 @@ FLAGS = flags.FLAGS
 flags.DEFINE_integer("steps", 15, "Timed steps per bucket.")
 flags.DEFINE_string("profile_dir", None, "JAX: write a trace of 5 steps here and summarise it.")
 flags.DEFINE_enum("bucketing", "fitted", ["fitted", "doubling"], "mixture's bucket lengths.")
+flags.DEFINE_enum("tokenizer", "bpe", ["bpe", "unigram"], "The shared vocabulary's model.")
 flags.DEFINE_integer("batch_size", None, "Examples per step (default: train's).")
 flags.DEFINE_list("body", [], "Body settings over the preset's, e.g. hidden_size=128.")
 
@@ -64,7 +65,9 @@ def main(argv):
     batch_size = FLAGS.batch_size or config.batch_size
     body = {key: int(value) for key, value in (item.split("=") for item in FLAGS.body)}
     texts = bundled.training_texts(config.tasks, config.data_size)
-    tokenizer = train_tokenizer(texts, config.vocabulary_size, fit_to_texts=True)
+    tokenizer = train_tokenizer(
+        texts, config.vocabulary_size, fit_to_texts=True, model_type=FLAGS.tokenizer
+    )
     tasks = bundled.make_tasks(tokenizer, config.tasks, config.data_size)
     model = MultiModel(tasks, preset=config.preset, tokenizer=tokenizer, **body)
     sets = {name: bundled.load(name, "train", tokenizer, config.data_size) for name in config.tasks}

@@ -152,6 +152,12 @@ def test_training_again_into_a_finished_run_is_refused(trained_run):
     assert code == 1 and "this run is finished" in err and "Traceback" not in err
 
 
+def test_the_vocabulary_model_is_a_checked_setting():
+    assert TrainConfig().tokenizer == "bpe"
+    with pytest.raises(ValueError, match="--tokenizer must be one of bpe, unigram"):
+        TrainConfig(tasks=("parse_en",), tokenizer="word").validate()
+
+
 def test_resuming_with_other_settings_is_refused(tmp_path):
     _check_settings(tmp_path, {"preset": "tiny", "train_steps": 10})
     with pytest.raises(DataError, match=r"other settings \(train_steps: 10 -> 20\)"):
@@ -189,6 +195,13 @@ def test_a_run_saved_before_a_setting_existed_resumes_with_what_it_used(tmp_path
     with pytest.raises(DataError, match="bucketing: 'doubling' -> 'fitted'"):
         _check_settings(tmp_path, {**settings, "bucketing": "fitted"})
     assert resumed_config(tmp_path / "new", TrainConfig()).bucketing == "fitted"
+    # Saved before the byte-pair vocabulary (and the setting): its unigram one is in the run.
+    del settings["tokenizer"]
+    (tmp_path / "train_settings.json").write_text(json.dumps(settings))
+    resumed = resumed_config(tmp_path, TrainConfig())
+    assert (resumed.bucketing, resumed.tokenizer) == ("doubling", "unigram")
+    _check_settings(tmp_path, {**settings, "bucketing": "doubling", "tokenizer": "unigram"})
+    assert resumed_config(tmp_path / "new", TrainConfig()).tokenizer == "bpe"
 
 
 def test_evaluate_prints_the_table_and_saves_it(trained_run):

@@ -7,6 +7,7 @@ import math
 
 from keras_multimodel.data import bundled
 from keras_multimodel.data.mixture import BUCKETINGS, STRATEGIES
+from keras_multimodel.data.tokenizer import MODEL_TYPES
 from keras_multimodel.errors import InputError
 
 # Peak learning rate x sqrt(hidden size). Measured on the main job (`tiny`, 1,800
@@ -39,6 +40,8 @@ class TrainConfig:
         mixing: how tasks share a batch: "uniform", "proportional", "temperature".
         vocabulary_size: pieces of the shared SentencePiece vocabulary (at most: fewer
             when the tasks' texts support fewer).
+        tokenizer: the vocabulary's SentencePiece model, "bpe" (byte-pair encoding)
+            or "unigram" (see `keras_multimodel.data.train_tokenizer`).
         num_buckets: padded lengths per variable-length input (compiled programs;
             "fitted" adds `max_length` for examples longer than the training data's).
         bucketing: how the shorter padded lengths are chosen: "fitted" to the
@@ -63,6 +66,7 @@ class TrainConfig:
     data_size: str = "small"
     mixing: str = "uniform"
     vocabulary_size: int = 4000
+    tokenizer: str = "bpe"
     num_buckets: int = 2
     bucketing: str = "fitted"
     validation_steps: int = 4
@@ -103,6 +107,10 @@ class TrainConfig:
             )
         if self.mixing not in STRATEGIES:
             raise InputError(f"--mixing must be one of {', '.join(STRATEGIES)}")
+        if self.tokenizer not in MODEL_TYPES:
+            raise InputError(
+                f"--tokenizer must be one of {', '.join(MODEL_TYPES)}; received {self.tokenizer!r}"
+            )
         if self.bucketing not in BUCKETINGS:
             raise InputError(
                 f"bucketing must be one of {', '.join(BUCKETINGS)}; received {self.bucketing!r}"

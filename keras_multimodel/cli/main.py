@@ -13,6 +13,7 @@ from absl import app, flags
 from keras_multimodel.cli.config import DISTRIBUTIONS, DemoConfig, TrainConfig
 from keras_multimodel.data.bundled import DATA_SIZES
 from keras_multimodel.data.mixture import STRATEGIES
+from keras_multimodel.data.tokenizer import MODEL_TYPES
 from keras_multimodel.errors import InputError
 
 COMMANDS = ("train", "evaluate", "predict", "export", "demo")
@@ -45,6 +46,12 @@ def _define_flags():
     flags.DEFINE_enum("mixing", _TRAIN.mixing, list(STRATEGIES), "train: how tasks share a batch.")
     flags.DEFINE_integer(
         "vocabulary_size", _TRAIN.vocabulary_size, "train: pieces of the shared vocabulary."
+    )
+    flags.DEFINE_enum(
+        "tokenizer",
+        _TRAIN.tokenizer,
+        list(MODEL_TYPES),
+        "train: the shared vocabulary's SentencePiece model (byte-pair encoding or unigram).",
     )
     flags.DEFINE_float(
         "learning_rate",
@@ -91,6 +98,7 @@ def train_config():
         data_size=FLAGS.data_size,
         mixing=FLAGS.mixing,
         vocabulary_size=FLAGS.vocabulary_size,
+        tokenizer=FLAGS.tokenizer,
         learning_rate=FLAGS.learning_rate,
         seed=FLAGS.seed,
         distribution=FLAGS.distribution,

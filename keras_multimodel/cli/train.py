@@ -36,13 +36,15 @@ def _tokenizer(output_dir, config):
         return keras_hub.tokenizers.SentencePieceTokenizer(proto=str(path))
     print(f"Training a shared {config.vocabulary_size}-piece SentencePiece vocabulary...")
     texts = bundled.training_texts(config.tasks, config.data_size)
-    tokenizer = train_tokenizer(texts, config.vocabulary_size, fit_to_texts=True)
+    tokenizer = train_tokenizer(
+        texts, config.vocabulary_size, fit_to_texts=True, model_type=config.tokenizer
+    )
     path.write_bytes(tokenizer.proto)
     return tokenizer
 
 
 # Settings added after runs were saved without them: the value those runs used.
-SETTINGS_BEFORE_THEY_EXISTED = {"bucketing": "doubling"}
+SETTINGS_BEFORE_THEY_EXISTED = {"bucketing": "doubling", "tokenizer": "unigram"}
 
 
 def _saved_settings(output_dir):
