@@ -16,6 +16,7 @@ took the most time.
     python benchmarks/main_job_step.py --bucketing=doubling  # before fitted buckets
 """
 
+import ast
 import collections
 import glob
 import gzip
@@ -31,6 +32,8 @@ flags.DEFINE_integer("steps", 15, "Timed steps per bucket.")
 flags.DEFINE_string("profile_dir", None, "JAX: write a trace of 5 steps here and summarise it.")
 flags.DEFINE_enum("bucketing", "fitted", ["fitted", "doubling"], "mixture's bucket lengths.")
 flags.DEFINE_enum("tokenizer", "bpe", ["bpe", "unigram"], "The shared vocabulary's model.")
+# (the choices of keras_multimodel.data.tokenizer.MODEL_TYPES; flags are defined before
+# the package is imported, so that its backend follows KERAS_BACKEND)
 flags.DEFINE_integer("batch_size", None, "Examples per step (default: train's).")
 flags.DEFINE_list("body", [], "Body settings over the preset's, e.g. hidden_size=128.")
 
@@ -63,7 +66,7 @@ def main(argv):
 
     config = TrainConfig()
     batch_size = FLAGS.batch_size or config.batch_size
-    body = {key: int(value) for key, value in (item.split("=") for item in FLAGS.body)}
+    body = {key: ast.literal_eval(value) for key, value in (i.split("=") for i in FLAGS.body)}
     texts = bundled.training_texts(config.tasks, config.data_size)
     tokenizer = train_tokenizer(
         texts, config.vocabulary_size, fit_to_texts=True, model_type=FLAGS.tokenizer

@@ -5,6 +5,7 @@ import numpy as np
 from keras import ops
 
 from keras_multimodel.errors import InputError
+from keras_multimodel.layers.layer_utils import check_rate
 from keras_multimodel.modalities.augmentation import spec_augment
 from keras_multimodel.modalities.base import (
     Modality,
@@ -84,23 +85,21 @@ class Audio(Modality):
         for arg, value in (("frequency_masks", frequency_masks), ("time_masks", time_masks)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise InputError(f"Audio: `{arg}` must be an int >= 0; received {value!r}.")
+        widest = num_mel_bins if frequency_masks else None  # unchecked while unused
         if (
             isinstance(frequency_mask_width, bool)
             or not isinstance(frequency_mask_width, int)
-            or not 0 <= frequency_mask_width < num_mel_bins
+            or frequency_mask_width < 0
+            or (widest is not None and frequency_mask_width > widest)
         ):
             raise InputError(
                 f"Audio: `frequency_mask_width` must be an int in [0, num_mel_bins="
-                f"{num_mel_bins}); received {frequency_mask_width!r}."
-            )
-        if not isinstance(time_mask_fraction, (int, float)) or not 0 <= time_mask_fraction < 1:
-            raise InputError(
-                f"Audio: `time_mask_fraction` must be in [0, 1); received {time_mask_fraction!r}."
+                f"{num_mel_bins}]; received {frequency_mask_width!r}."
             )
         self.frequency_masks = frequency_masks
         self.frequency_mask_width = frequency_mask_width
         self.time_masks = time_masks
-        self.time_mask_fraction = float(time_mask_fraction)
+        self.time_mask_fraction = check_rate("Audio", "time_mask_fraction", time_mask_fraction)
         self.seed = seed
         self.sample_rate = sample_rate
         self.num_mel_bins = num_mel_bins

@@ -147,9 +147,10 @@ class Modality(keras.layers.Layer):
         )
 
     def settings(self):
-        """The configuration that decides sharing: config minus name, dtype, sizes."""
+        """The configuration that decides sharing: config minus name, dtype, sizes and
+        the seed of random augmentation (tasks that differ only there share one net)."""
         config = self.get_config()
-        for key in ("name", "dtype", "trainable", "hidden_size"):
+        for key in ("name", "dtype", "trainable", "hidden_size", "seed"):
             config.pop(key, None)
         return config
 

@@ -6,6 +6,7 @@ from keras import ops
 from keras_multimodel.errors import InputError
 from keras_multimodel.layers import layer_utils
 from keras_multimodel.layers.separable_conv import SeparableConv2D
+from keras_multimodel.modalities.augmentation import shift_and_flip
 from keras_multimodel.modalities.base import (
     Modality,
     check_finite,
@@ -30,10 +31,10 @@ class Image(Modality):
     The `(batch, H', W', hidden_size)` result, `H' = ceil(height / 2^(num_blocks+1))`,
     is flattened to `(batch, H' * W', hidden_size)` with every position real.
 
-    In training only, images can be shifted at random (`random_shift`, edges
-    repeated, `keras.layers.RandomTranslation`) and mirrored left to right
-    (`random_flip`, `keras.layers.RandomFlip`): off by default; turn flips on only
-    where a mirrored image keeps its target (clothes, not arrows or text).
+    In training only, images can be shifted by whole pixels at random
+    (`random_shift`, edges repeated) and mirrored left to right (`random_flip`; see
+    `augmentation.shift_and_flip`): off by default. Turn flips on only where a
+    mirrored image keeps its target (clothes, not arrows or text).
 
     Args:
         channels: number of image channels (1 for grayscale, 3 for RGB).
@@ -62,11 +63,8 @@ class Image(Modality):
         for arg, value in (("channels", channels), ("num_blocks", num_blocks)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InputError(f"Image: `{arg}` must be a positive int; received {value!r}.")
-        if (
-            isinstance(random_shift, bool)
-            or not isinstance(random_shift, (int, float))
-            or not 0 <= random_shift < 0.5
-        ):
+        shift_ok = isinstance(random_shift, (int, float)) and 0 <= random_shift < 0.5
+        if isinstance(random_shift, bool) or not shift_ok:
             raise InputError(
                 f"Image: `random_shift` must be a fraction in [0, 0.5); received {random_shift!r}."
             )
@@ -83,23 +81,8 @@ class Image(Modality):
     def build(self, input_shape=None):
         d = self._require_hidden_size()
         image_shape = (None, None, None, self.channels)
-        self.augmentations = []  # float32 pixels in, float32 pixels out; training only
-        if self.random_flip:
-            self.augmentations.append(
-                keras.layers.RandomFlip("horizontal", seed=self.seed, dtype="float32", name="flip")
-            )
-        if self.random_shift:
-            self.augmentations.append(
-                keras.layers.RandomTranslation(
-                    self.random_shift,
-                    self.random_shift,
-                    fill_mode="nearest",  # edges are background in centred images
-                    interpolation="nearest",  # whole pixels
-                    seed=self.seed,
-                    dtype="float32",
-                    name="shift",
-                )
-            )
+        if self.random_shift or self.random_flip:
+            self.seed_generator = keras.random.SeedGenerator(self.seed, name="augmentation_seed")
 
         def conv(filters, name, shape, strides=1):
             layer = keras.layers.Conv2D(
@@ -143,9 +126,8 @@ class Image(Modality):
 
     def bottom(self, inputs, training=None):
         x = ops.cast(inputs, "float32")
-        if training:
-            for augmentation in self.augmentations:
-                x = augmentation(x, training=True)
+        if training and (self.random_shift or self.random_flip):
+            x = shift_and_flip(x, self.seed_generator, self.random_shift, self.random_flip)
         mean = ops.mean(x, axis=(1, 2, 3), keepdims=True)
         variance = ops.var(x, axis=(1, 2, 3), keepdims=True)
         size = ops.cast(ops.prod(ops.shape(x)[1:]), "float32")

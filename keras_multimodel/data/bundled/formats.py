@@ -5,10 +5,12 @@ kind of data goes through it, so the command line never branches on a task:
 
 | format | raw example | modality | predict reads |
 |---|---|---|---|
-| `ImageFormat(shape)` | uint8 `(H, W, C)` | `Image(channels=C)` | an image file |
-| `AudioFormat(rate, seconds)` | float32 waveform | `Audio(rate, ...)` | a WAV file |
+| `ImageFormat(shape, **aug)` | uint8 `(H, W, C)` | `Image(channels=C, **aug)` | an image file |
+| `AudioFormat(rate, seconds, **aug)` | float32 waveform | `Audio(rate, ..., **aug)` | a WAV file |
 | `TextFormat()` | a string | the shared `Text` | the text itself |
 | `LabelFormat(names)` | an int class id | `ClassLabel(len(names))` | - |
+
+`aug`: the modality's training-time augmentation settings (off unless given).
 """
 
 import pathlib
