@@ -38,7 +38,7 @@ class Audio(Modality):
         num_conv_layers: stride-2 conv layers after the features.
         max_length: the longest waveform accepted, in samples (30 s by default).
         frequency_masks: SpecAugment bands of mel bins masked per training example.
-        frequency_mask_width: the widest band, in mel bins (below `num_mel_bins`).
+        frequency_mask_width: the widest band, in mel bins (at most `num_mel_bins`).
         time_masks: SpecAugment spans of frames masked per training example.
         time_mask_fraction: the longest span, as a fraction of the example's frames.
         seed: seed of the masks.
