@@ -38,6 +38,7 @@ setuptools.setup(
         # feature specs (mock data, nothing downloaded); papermill executes the notebooks.
         "test": [
             "pytest>=8",
+            "pytest-xdist>=3",  # scripts/test.sh runs the suite on 2 workers
             "ruff>=0.6",
             "tensorflow-datasets>=4.9",
             "papermill>=2.5",
