@@ -78,7 +78,8 @@ def test_example_scripts_refuse_bad_flags():
     assert result.returncode != 0 and "epochs" in result.stderr
 
 
-# Each notebook runs on one backend in CI (tests/conftest.py::ONE_BACKEND_IS_ENOUGH).
+# Each notebook runs on one backend in CI, the six-task ones only in the full suite
+# (tests/conftest.py: ONE_BACKEND_IS_ENOUGH, FULL_RUN_ONLY).
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS)
 def test_notebook_runs_top_to_bottom(path):
