@@ -140,10 +140,8 @@ def _full_run():
 
 
 def pytest_collection_modifyitems(config, items):
-    backend = keras.backend.backend()
-    for item in items:
-        if _full_run():
-            break
+    backend, full = keras.backend.backend(), _full_run()
+    for item in [] if full else items:
         for prefix, (only, why) in ONE_BACKEND_IS_ENOUGH.items():
             if item.nodeid.startswith(prefix) and backend != only:
                 item.add_marker(pytest.mark.skip(reason=f"runs on {only}: {why}"))
@@ -156,5 +154,5 @@ def pytest_collection_modifyitems(config, items):
         for prefix, reason in TORCH_UNSUPPORTED.items():
             if item.nodeid.startswith(prefix):
                 item.add_marker(pytest.mark.skip(reason=f"not on torch: {reason}"))
-        if item.nodeid.startswith(TORCH_LEFT_TO_OTHER_BACKENDS) and not _full_run():
+        if item.nodeid.startswith(TORCH_LEFT_TO_OTHER_BACKENDS) and not full:
             item.add_marker(pytest.mark.skip(reason="end to end: run on TensorFlow and JAX"))
