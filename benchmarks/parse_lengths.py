@@ -1,8 +1,9 @@
 """Why parse_en's LAS is low: free-running parses with the wrong number of pairs.
 
-    python benchmarks/parse_lengths.py --model_dir runs/main
+    python benchmarks/parse_lengths.py --model_dir runs/main [--sampler greedy]
 
-Decodes parse_en's test split greedily, as `evaluate` does, and counts the parses
+Decodes parse_en's test split as `evaluate` does (beam search by default, the
+task's own decoding), and counts the parses
 whose number of (label, head) pairs differs from the sentence's (each pair after
 the slip is scored against the wrong word), then gives LAS over all parses and
 over the right-length ones only.
@@ -12,6 +13,7 @@ from absl import app, flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "A finished `train` run.", required=True)
+flags.DEFINE_enum("sampler", None, ["greedy", "beam"], "Decoding (default: the task's own).")
 
 
 def main(argv):
@@ -23,7 +25,7 @@ def main(argv):
     model, settings = load_run(FLAGS.model_dir)
     record = bundled.get("parse_en")
     inputs, references = record.load_examples("test", settings.get("data_size", "small"))
-    outputs = predict_batched(model, record, inputs)  # text, as `evaluate` scores it
+    outputs = predict_batched(model, record, inputs, sampler=FLAGS.sampler)  # text
     pairs = evaluation.parse_pairs
     examples = zip(references, outputs, strict=True)
     right = [(r, o) for r, o in examples if len(pairs(r)) == len(pairs(o))]

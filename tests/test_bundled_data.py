@@ -1,5 +1,6 @@
 """The bundled tasks: records, loaders, splits, speech synthesis, WAV reading, the tokenizer."""
 
+import dataclasses
 import io
 import wave
 
@@ -189,6 +190,20 @@ def test_tokenizer_is_saved_with_the_model(tokenizer, tmp_path):
     assert loaded.generate("parse_en", sentence, max_length=6) == expected
     with pytest.raises(ValueError, match="`tokenizer` must be a keras_hub tokenizer"):
         kmm.MultiModel(tasks, "tiny", tokenizer="vocab.model")
+
+
+def test_each_record_says_how_it_is_decoded():
+    decodings = {name: bundled.get(name).sampler for name in bundled.PAPER_TASKS}
+    assert decodings == {
+        "classify_image": "greedy",  # a label: argmax, whatever the sampler
+        "caption_image": "greedy",
+        "transcribe_speech": "greedy",
+        "translate_en_es": "beam",
+        "translate_es_en": "beam",
+        "parse_en": "beam",
+    }
+    with pytest.raises(ValueError, match="`sampler` must be one of .*received 'top_k'"):
+        dataclasses.replace(bundled.get("parse_en"), sampler="top_k")
 
 
 def test_make_tasks_errors(tokenizer):

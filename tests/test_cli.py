@@ -27,6 +27,7 @@ from keras_multimodel.cli.train import (
 )
 from keras_multimodel.data import DataError, bundled
 from keras_multimodel.data.bundled import classify_image, formats
+from keras_multimodel.models import MultiModel
 
 TRAIN_ARGS = [
     "--tasks=classify_image,parse_en",
@@ -226,6 +227,11 @@ def test_evaluate_prints_the_table_and_saves_it(trained_run):
     las = next(r for r in saved["rows"] if r["metric"] == "LAS")
     assert set(las["baselines"]) == {"majority label+head", "per-word majority"}
     assert las["learned"] == ["per-word majority"]
+    # parse_en decodes with its record's beam search; labels have no decoding.
+    assert "parse_en: decoding 16 examples (beam search, 4 beams)" in out
+    decodings = {(r["task"], r["metric"]): r.get("decoding") for r in saved["rows"]}
+    assert decodings[("parse_en", "LAS")] == "beam"
+    assert decodings[("classify_image", "accuracy")] is None
 
 
 def test_evaluate_refuses_a_test_set_it_cannot_read_unless_told_to_skip_it(trained_run):
@@ -259,6 +265,33 @@ def test_predict_returns_a_class_name_and_a_parse(trained_run, tmp_path):
     assert predict(run_dir, "classify_image", str(path)) in classify_image.CLASSES
     parse = predict(run_dir, "parse_en", "The earth was formless .")
     assert isinstance(parse, str)
+
+
+def test_predict_and_evaluate_decode_with_the_task_s_sampler_unless_told(
+    trained_run, monkeypatch
+):
+    run_dir = trained_run[0]
+    used = []
+    generate = MultiModel.generate
+
+    def spy(self, task, inputs, *args, **kwargs):
+        if "sampler" in kwargs:  # (not generate's own call to itself, to detokenize)
+            used.append((task, kwargs["sampler"]))
+        return generate(self, task, inputs, *args, **kwargs)
+
+    monkeypatch.setattr(MultiModel, "generate", spy)
+    text = "The earth was formless ."
+    assert predict(run_dir, "parse_en", text) == predict(run_dir, "parse_en", text, "beam")
+    predict(run_dir, "parse_en", text, sampler="greedy")
+    assert used == [("parse_en", "beam")] * 2 + [("parse_en", "greedy")]
+    used.clear()
+    rows = evaluate(run_dir, max_examples=2, sampler="greedy")
+    assert ("parse_en", "greedy") in used and ("parse_en", "beam") not in used
+    assert next(r for r in rows if r["metric"] == "LAS")["decoding"] == "greedy"
+    with pytest.raises(DataError, match="--sampler must be one of greedy, beam; received 'top_k'"):
+        predict(run_dir, "parse_en", text, sampler="top_k")
+    code, _, err = finish(cli("evaluate", f"--model_dir={run_dir}", "--sampler=top_k"))
+    assert code == 1 and "greedy" in err and "Traceback" not in err
 
 
 def _wav(path, seconds):

@@ -132,7 +132,9 @@ def exported(bundled_model, tmp_path_factory):
     bundled_model.export(
         root / "greedy", input_signatures=signatures, label_names=names, verbose=False
     )
-    bundled_model.export(root / "beam", tasks=["translate_en_es"], sampler="beam", verbose=False)
+    bundled_model.export(
+        root / "beam", tasks=["translate_en_es"], sampler={"translate_en_es": "beam"}, verbose=False
+    )
     requests = {}
     for task in bundled.PAPER_TASKS:
         for key, value in _raw_inputs(task).items():
@@ -196,6 +198,10 @@ def test_export_arguments_are_checked(bundled_model, tmp_path):
         bundled_model.export(tmp_path / "x", format="onnx")
     with pytest.raises(InputError, match="`sampler` must be one of"):
         bundled_model.export(tmp_path / "x", sampler="top_k")
+    with pytest.raises(InputError, match="received 'top_k' for 'parse_en'"):
+        bundled_model.export(tmp_path / "x", sampler={"parse_en": "top_k"})
+    with pytest.raises(ValueError, match="Unknown task 'parse'"):
+        bundled_model.export(tmp_path / "x", sampler={"parse": "beam"})
     with pytest.raises(InputError, match="must name the task's 10 classes; received 2"):
         bundled_model.export(tmp_path / "x", label_names={"classify_image": ["a", "b"]})
     with pytest.raises(ValueError, match="Unknown task 'nope'"):

@@ -9,6 +9,7 @@ import keras
 
 from keras_multimodel.cli.train import MODEL_FILE, SETTINGS_FILE
 from keras_multimodel.data import bundled
+from keras_multimodel.data.bundled.record import DECODINGS
 from keras_multimodel.errors import DataError
 
 
@@ -47,14 +48,29 @@ def _batches(examples, batch_size):
         yield chunk + [chunk[-1]] * (batch_size - count), count
 
 
-def predict_batched(model, record, examples, batch_size=64, progress=None):
-    """Greedy outputs of `model` for a list of `record`'s raw inputs, in batches of
-    one fixed shape (one compiled program per task)."""
+def decoding_of(record, sampler=None):
+    """The sampler `evaluate`, `predict` and `export` use for `record`'s task:
+    `sampler` when given ("greedy" or "beam"), else the record's own."""
+    if sampler is None:
+        return record.sampler
+    if sampler not in DECODINGS:
+        raise DataError(f"--sampler must be one of {', '.join(DECODINGS)}; received {sampler!r}")
+    return sampler
+
+
+_DECODING_NOTES = {None: "", "greedy": " (greedy)", "beam": " (beam search, 4 beams)"}
+
+
+def predict_batched(model, record, examples, batch_size=64, progress=None, sampler=None):
+    """Outputs of `model` for a list of `record`'s raw inputs, decoded with `sampler`
+    (default: the record's), in batches of one fixed shape (one compiled program
+    per task)."""
     input_net = model.nets_of(record.name)[0]
+    sampler = decoding_of(record, sampler)
     outputs = []
     for chunk, count in _batches(examples, batch_size):
         inputs = record.inputs.model_inputs(chunk, input_net, model.tokenizer)
-        outputs.extend(list(model.generate(record.name, inputs))[:count])
+        outputs.extend(list(model.generate(record.name, inputs, sampler=sampler))[:count])
         if progress is not None:
             progress.add(count)
     return outputs
@@ -98,13 +114,15 @@ def score(record, references, outputs, inputs, predictors):
     ]
 
 
-def evaluate(model_dir, batch_size=64, max_examples=None, skip_unavailable=False):
+def evaluate(model_dir, batch_size=64, max_examples=None, skip_unavailable=False, sampler=None):
     """Scores a trained run on every task's test splits; prints and returns the rows.
 
     Each task metric stands beside the task's baselines (fitted on its training
     split), and the paper's teacher-forced per-token metrics follow. A task whose
     test data cannot be read is an error, unless `skip_unavailable`: then it is left
-    out and the table says why.
+    out and the table says why. Outputs are decoded with `sampler` ("greedy" or
+    "beam"), by default each task's own (`BundledTask.sampler`: beam search for
+    translation and parsing); each task metric's row records it as "decoding".
     """
     model, settings = load_run(model_dir)
     data_size = settings.get("data_size", "small")
@@ -112,6 +130,8 @@ def evaluate(model_dir, batch_size=64, max_examples=None, skip_unavailable=False
     start = time.time()
     for task in model.tasks:
         record = bundled.get(task.name)
+        is_sequence = model.nets_of(task.name)[1].is_sequence
+        decoding = decoding_of(record, sampler) if is_sequence else None  # labels: argmax
         predictors = None
         for split in ("test",) + tuple(record.extra_splits):
             name = task.name if split == "test" else f"{task.name} ({split})"
@@ -120,8 +140,7 @@ def evaluate(model_dir, batch_size=64, max_examples=None, skip_unavailable=False
             except DataError as error:
                 if not skip_unavailable:
                     raise DataError(
-                        f"cannot score {name}: {error} (or pass --skip_unavailable to leave "
-                        "it out)"
+                        f"cannot score {name}: {error} (or pass --skip_unavailable to leave it out)"
                     ) from None
                 skipped.append({"task": name, "reason": str(error)})
                 continue
@@ -130,10 +149,13 @@ def evaluate(model_dir, batch_size=64, max_examples=None, skip_unavailable=False
             if predictors is None:  # fitted once per task, on its training split
                 train = record.load_examples("train", data_size)
                 predictors = [(b.name, b.learned, b.fit(*train)) for b in record.baselines]
-            print(f"{name}: decoding {len(references)} examples")
+            print(f"{name}: decoding {len(references)} examples{_DECODING_NOTES[decoding]}")
             progress = keras.utils.Progbar(len(references))
-            outputs = predict_batched(model, record, inputs, batch_size, progress)
-            task_rows = score(record, references, outputs, inputs, predictors)
+            outputs = predict_batched(model, record, inputs, batch_size, progress, sampler)
+            task_rows = [
+                {**row, "decoding": decoding}
+                for row in score(record, references, outputs, inputs, predictors)
+            ]
             forced = teacher_forced(model, record, inputs, references, batch_size)
             for metric, (value, higher_is_better) in forced.items():
                 task_rows.append({"metric": metric, "model": value, "baselines": {},

@@ -4,16 +4,17 @@ import os
 import pathlib
 import shutil
 
-from keras_multimodel.cli.evaluate import load_run
+from keras_multimodel.cli.evaluate import decoding_of, load_run
 from keras_multimodel.data import bundled
 from keras_multimodel.errors import DataError
 
 
-def export(model_dir, export_dir, tasks=None, sampler="greedy"):
+def export(model_dir, export_dir, tasks=None, sampler=None):
     """Writes the model of a `train` run as a SavedModel, one signature per task.
 
     Each bundled task's record gives its raw serving inputs (e.g. the image size
-    it was trained on) and its class names. The SavedModel is written aside and
+    it was trained on), its class names and, unless `sampler` ("greedy" or "beam")
+    is given, its decoding (as `evaluate`'s). The SavedModel is written aside and
     renamed into place, so `export_dir` is complete or absent.
     """
     model, _ = load_run(model_dir)
@@ -26,12 +27,13 @@ def export(model_dir, export_dir, tasks=None, sampler="greedy"):
     if export_dir.exists():
         raise DataError(f"--export_dir {export_dir} exists; give a new directory")
     signatures, names = bundled.serving_options(tasks)
+    samplers = {name: decoding_of(bundled.get(name), sampler) for name in tasks}
     staging = export_dir.with_name(f".{export_dir.name}.tmp-{os.getpid()}")
     try:
         described = model.export(
             staging,
             tasks=tasks,
-            sampler=sampler,
+            sampler=samplers,
             input_signatures=signatures,
             label_names=names,
             verbose=False,
@@ -41,4 +43,5 @@ def export(model_dir, export_dir, tasks=None, sampler="greedy"):
         shutil.rmtree(staging, ignore_errors=True)
     for name, inputs in described.items():
         print(f"signature {name!r}: inputs {', '.join(inputs)}")
-    print(f"Exported {', '.join(tasks)} ({sampler} decoding) to {export_dir}.")
+    decodings = ", ".join(f"{name} ({samplers[name]})" for name in tasks)
+    print(f"Exported {decodings} to {export_dir}.")

@@ -75,7 +75,13 @@ def _define_flags():
     )
     flags.DEFINE_string("task", None, "predict: the task to run.")
     flags.DEFINE_string("export_dir", None, "export: the SavedModel directory to write.")
-    flags.DEFINE_enum("sampler", "greedy", ["greedy", "beam"], "export: sequence decoding.")
+    flags.DEFINE_enum(
+        "sampler",
+        None,
+        ["greedy", "beam"],
+        "evaluate, predict, export: how sequence outputs are decoded (beam: 4 beams). By "
+        "default each task's own: beam search for translation and parsing, greedy otherwise.",
+    )
     flags.DEFINE_string("input", None, "predict: an image or WAV file path, or text.")
     flags.DEFINE_integer("epochs", _DEMO.epochs, "demo: training epochs.")
 
@@ -132,13 +138,14 @@ def _run(command):
             FLAGS.model_dir,
             max_examples=FLAGS.max_examples,
             skip_unavailable=FLAGS.skip_unavailable,
+            sampler=FLAGS.sampler,
         )
     elif command == "predict":
         from keras_multimodel.cli.predict import predict
 
         if not FLAGS.model_dir or not FLAGS.task:
             raise InputError("predict needs --model_dir, --task and --input")
-        print(predict(FLAGS.model_dir, FLAGS.task, FLAGS.input))
+        print(predict(FLAGS.model_dir, FLAGS.task, FLAGS.input, FLAGS.sampler))
     elif command == "export":
         from keras_multimodel.cli.export import export
 

@@ -43,7 +43,8 @@ def export_saved_model(
         filepath: the SavedModel directory to write.
         tasks: task names to export (default: all); the first is also
             `serving_default`.
-        sampler: "greedy" or "beam" decoding for sequence targets.
+        sampler: "greedy" or "beam" decoding for sequence targets, or a
+            `{task: sampler}` dict (tasks it leaves out decode greedily).
         input_signatures: `{task: {name: tf.TensorSpec}}` replacing a task's default
             raw inputs (`Modality.serving_spec`), e.g. a fixed image size.
         label_names: `{task: [class names]}`; label tasks with names also return
@@ -64,11 +65,7 @@ def export_saved_model(
     if not names:
         raise InputError("export: `tasks` is empty; name at least one task.")
     tasks = [model.plan.task(name) for name in names]
-    if sampler not in SAMPLERS:
-        raise InputError(
-            f"export: `sampler` must be one of {SAMPLERS} (random samplers are not exported); "
-            f"received {sampler!r}."
-        )
+    samplers = _samplers(sampler, names, model)
     input_signatures = dict(input_signatures or {})
     label_names = dict(label_names or {})
     for name in input_signatures:
@@ -88,7 +85,7 @@ def export_saved_model(
     signatures = {}
     for task in tasks:
         serve = _serving_function(
-            model, task, sampler, core_of, module.sentence_piece,
+            model, task, samplers[task.name], core_of, module.sentence_piece,
             input_signatures.get(task.name), label_names.get(task.name),
         )  # fmt: skip
         setattr(module, f"serve_{task.name}", serve)  # kept apart from the module's own
@@ -105,6 +102,22 @@ def export_saved_model(
             print(f"signature {name!r}: inputs {inputs} -> outputs {outputs}")
         print(f"Saved the SavedModel at {filepath}.")
     return described
+
+
+def _samplers(sampler, names, model):
+    """`{task name: "greedy" or "beam"}` for the exported tasks, from `sampler` (one
+    name for all, or a dict by task)."""
+    by_task = dict(sampler) if isinstance(sampler, dict) else dict.fromkeys(names, sampler)
+    for name in by_task:
+        model.plan.task(name)  # an unknown name lists the model's tasks
+    for name, value in by_task.items():
+        if not isinstance(value, str) or value not in SAMPLERS:
+            raise InputError(
+                f"export: `sampler` must be one of {SAMPLERS} (random samplers are not "
+                f"exported), or a dict of them by task; received {value!r}"
+                + (f" for {name!r}." if isinstance(sampler, dict) else ".")
+            )
+    return {name: by_task.get(name, "greedy") for name in names}
 
 
 def _sentence_piece(model):

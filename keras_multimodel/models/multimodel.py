@@ -352,7 +352,8 @@ class MultiModel(GenerationMixin, ScoringMixin, TrainingMixin, keras.Model):
             format: "tf_saved_model" (the only format with per-task signatures).
             verbose: print the signatures.
             tasks: task names to export (default: all).
-            sampler: "greedy" or "beam".
+            sampler: "greedy" or "beam", or a `{task: sampler}` dict (tasks it leaves
+                out decode greedily).
             input_signatures: `{task: {name: tf.TensorSpec}}` to fix raw input
                 shapes (e.g. the image size).
             label_names: `{task: [class names]}`.

@@ -13,6 +13,9 @@ from keras_multimodel.data.bundled.formats import Format
 from keras_multimodel.data.bundled.sources import DATA_SIZES, SPLITS
 from keras_multimodel.errors import DataError
 
+# How `evaluate`, `predict` and `export` may decode sequence outputs (`MultiModel.generate`).
+DECODINGS = ("greedy", "beam")
+
 
 @dataclasses.dataclass(frozen=True)
 class Metric:
@@ -48,6 +51,11 @@ class BundledTask:
         metrics: test metrics, the task's main metric first.
         baselines: simple methods scored beside the model.
         extra_splits: further test splits that `evaluate` scores (e.g. "real").
+        sampler: how `evaluate`, `predict` and `export` decode the task's outputs
+            unless told otherwise: "greedy" or "beam" (beam search, 4 beams; see
+            `MultiModel.generate`). Label tasks ignore it. The bundled translation
+            and parsing tasks use "beam", chosen on their validation splits
+            (benchmarks/README.md, "Decoding").
         vocabulary_texts: `vocabulary_texts(data_size) -> [str]`, the training texts
             for the shared vocabulary when reading `examples` would be costly; by
             default the text sides of the train split.
@@ -68,6 +76,14 @@ class BundledTask:
     baselines: tuple = ()
     extra_splits: tuple = ()
     vocabulary_texts: Callable | None = None
+    sampler: str = "greedy"
+
+    def __post_init__(self):
+        if self.sampler not in DECODINGS:
+            raise ValueError(
+                f"BundledTask {self.name!r}: `sampler` must be one of {DECODINGS}; "
+                f"received {self.sampler!r}."
+            )
 
     @property
     def splits(self):
