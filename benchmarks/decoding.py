@@ -26,7 +26,10 @@ def main(argv):
     from keras_multimodel.data import bundled
 
     model, settings = load_run(FLAGS.model_dir)
-    names = FLAGS.tasks or [t.name for t in model.tasks if model.nets_of(t.name)[1].is_sequence]
+    sequences = [t.name for t in model.tasks if model.nets_of(t.name)[1].is_sequence]
+    names = FLAGS.tasks or sequences
+    if set(names) - set(sequences):
+        raise SystemExit(f"--tasks: choose among this run's sequence tasks {sequences}")
     print("| task | metric | greedy | beam (4) | greedy s | beam s |")
     print("|---|---|---|---|---|---|")
     for name in names:

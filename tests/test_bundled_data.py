@@ -202,7 +202,7 @@ def test_each_record_says_how_it_is_decoded():
         "translate_es_en": "beam",
         "parse_en": "beam",
     }
-    with pytest.raises(ValueError, match="`sampler` must be one of .*received 'top_k'"):
+    with pytest.raises(DataError, match="`sampler` must be one of .*received 'top_k'"):
         dataclasses.replace(bundled.get("parse_en"), sampler="top_k")
 
 

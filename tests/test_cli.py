@@ -27,6 +27,7 @@ from keras_multimodel.cli.train import (
 )
 from keras_multimodel.data import DataError, bundled
 from keras_multimodel.data.bundled import classify_image, formats
+from keras_multimodel.errors import InputError
 from keras_multimodel.models import MultiModel
 
 TRAIN_ARGS = [
@@ -268,7 +269,7 @@ def test_predict_returns_a_class_name_and_a_parse(trained_run, tmp_path):
 
 
 def test_predict_and_evaluate_decode_with_the_task_s_sampler_unless_told(
-    trained_run, monkeypatch
+    trained_run, monkeypatch, tmp_path
 ):
     run_dir = trained_run[0]
     used = []
@@ -284,12 +285,16 @@ def test_predict_and_evaluate_decode_with_the_task_s_sampler_unless_told(
     assert predict(run_dir, "parse_en", text) == predict(run_dir, "parse_en", text, "beam")
     predict(run_dir, "parse_en", text, sampler="greedy")
     assert used == [("parse_en", "beam")] * 2 + [("parse_en", "greedy")]
-    used.clear()
-    rows = evaluate(run_dir, max_examples=2, sampler="greedy")
-    assert ("parse_en", "greedy") in used and ("parse_en", "beam") not in used
-    assert next(r for r in rows if r["metric"] == "LAS")["decoding"] == "greedy"
-    with pytest.raises(DataError, match="--sampler must be one of greedy, beam; received 'top_k'"):
-        predict(run_dir, "parse_en", text, sampler="top_k")
+    for sampler, other in ((None, "greedy"), ("greedy", "beam")):
+        used.clear()
+        rows = evaluate(run_dir, max_examples=2, sampler=sampler)
+        expected = sampler or "beam"  # parse_en's own
+        assert ("parse_en", expected) in used and ("parse_en", other) not in used
+        assert next(r for r in rows if r["metric"] == "LAS")["decoding"] == expected
+    for call in (lambda: predict(run_dir, "parse_en", text, sampler="top_k"),
+                 lambda: evaluate(tmp_path / "not_a_run", sampler="top_k")):  # fmt: skip
+        with pytest.raises(InputError, match="must be one of greedy, beam.*received 'top_k'"):
+            call()  # (checked before the model is loaded)
     code, _, err = finish(cli("evaluate", f"--model_dir={run_dir}", "--sampler=top_k"))
     assert code == 1 and "greedy" in err and "Traceback" not in err
 
@@ -321,6 +326,7 @@ def test_export_writes_a_saved_model_that_saved_model_cli_describes_and_runs(
     export_dir = tmp_path / "saved_model"
     code, out, err = finish(cli("export", f"--model_dir={run_dir}", f"--export_dir={export_dir}"))
     assert code == 0, err[-3000:]
+    assert f"Exported classify_image, parse_en (beam) to {export_dir}." in out  # the record's
     shown = saved_model_cli("show", "--all", "--dir", str(export_dir))
     assert shown.returncode == 0, shown.stderr[-2000:]
     for signature in ("classify_image", "parse_en", "serving_default"):

@@ -13,6 +13,7 @@ import pytest
 import keras_multimodel as kmm
 from keras_multimodel.data import bundled
 from keras_multimodel.errors import InputError
+from keras_multimodel.export.saved_model import _samplers
 
 EXAMPLES = 3  # real test examples per bundled task
 
@@ -132,9 +133,7 @@ def exported(bundled_model, tmp_path_factory):
     bundled_model.export(
         root / "greedy", input_signatures=signatures, label_names=names, verbose=False
     )
-    bundled_model.export(
-        root / "beam", tasks=["translate_en_es"], sampler={"translate_en_es": "beam"}, verbose=False
-    )
+    bundled_model.export(root / "beam", tasks=["translate_en_es"], sampler="beam", verbose=False)
     requests = {}
     for task in bundled.PAPER_TASKS:
         for key, value in _raw_inputs(task).items():
@@ -202,6 +201,15 @@ def test_export_arguments_are_checked(bundled_model, tmp_path):
         bundled_model.export(tmp_path / "x", sampler={"parse_en": "top_k"})
     with pytest.raises(ValueError, match="Unknown task 'parse'"):
         bundled_model.export(tmp_path / "x", sampler={"parse": "beam"})
+    with pytest.raises(InputError, match="names 'parse_en', which is not among the exported"):
+        bundled_model.export(tmp_path / "x", tasks=["caption_image"], sampler={"parse_en": "beam"})
+    # A dict sets some tasks' decoding; the others decode greedily.
+    tasks = ["parse_en", "caption_image"]
+    assert _samplers({"parse_en": "beam"}, tasks, bundled_model) == {
+        "parse_en": "beam",
+        "caption_image": "greedy",
+    }
+    assert _samplers("beam", tasks, bundled_model) == dict.fromkeys(tasks, "beam")
     with pytest.raises(InputError, match="must name the task's 10 classes; received 2"):
         bundled_model.export(tmp_path / "x", label_names={"classify_image": ["a", "b"]})
     with pytest.raises(ValueError, match="Unknown task 'nope'"):

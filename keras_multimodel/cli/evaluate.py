@@ -10,7 +10,7 @@ import keras
 from keras_multimodel.cli.train import MODEL_FILE, SETTINGS_FILE
 from keras_multimodel.data import bundled
 from keras_multimodel.data.bundled.record import DECODINGS
-from keras_multimodel.errors import DataError
+from keras_multimodel.errors import DataError, InputError
 
 
 def load_run(model_dir):
@@ -48,14 +48,20 @@ def _batches(examples, batch_size):
         yield chunk + [chunk[-1]] * (batch_size - count), count
 
 
+def check_sampler(sampler):
+    """A one-line error unless `sampler` is None (each task's own), "greedy" or "beam"."""
+    if sampler is not None and sampler not in DECODINGS:
+        raise InputError(
+            f"sampler (--sampler) must be one of {', '.join(DECODINGS)}, or unset for each "
+            f"task's own decoding; received {sampler!r}"
+        )
+
+
 def decoding_of(record, sampler=None):
     """The sampler `evaluate`, `predict` and `export` use for `record`'s task:
     `sampler` when given ("greedy" or "beam"), else the record's own."""
-    if sampler is None:
-        return record.sampler
-    if sampler not in DECODINGS:
-        raise DataError(f"--sampler must be one of {', '.join(DECODINGS)}; received {sampler!r}")
-    return sampler
+    check_sampler(sampler)
+    return record.sampler if sampler is None else sampler
 
 
 _DECODING_NOTES = {None: "", "greedy": " (greedy)", "beam": " (beam search, 4 beams)"}
@@ -124,6 +130,7 @@ def evaluate(model_dir, batch_size=64, max_examples=None, skip_unavailable=False
     "beam"), by default each task's own (`BundledTask.sampler`: beam search for
     translation and parsing); each task metric's row records it as "decoding".
     """
+    check_sampler(sampler)
     model, settings = load_run(model_dir)
     data_size = settings.get("data_size", "small")
     rows, skipped = [], []
@@ -151,7 +158,7 @@ def evaluate(model_dir, batch_size=64, max_examples=None, skip_unavailable=False
                 predictors = [(b.name, b.learned, b.fit(*train)) for b in record.baselines]
             print(f"{name}: decoding {len(references)} examples{_DECODING_NOTES[decoding]}")
             progress = keras.utils.Progbar(len(references))
-            outputs = predict_batched(model, record, inputs, batch_size, progress, sampler)
+            outputs = predict_batched(model, record, inputs, batch_size, progress, decoding)
             task_rows = [
                 {**row, "decoding": decoding}
                 for row in score(record, references, outputs, inputs, predictors)

@@ -4,7 +4,7 @@ import os
 import pathlib
 import shutil
 
-from keras_multimodel.cli.evaluate import decoding_of, load_run
+from keras_multimodel.cli.evaluate import check_sampler, decoding_of, load_run
 from keras_multimodel.data import bundled
 from keras_multimodel.errors import DataError
 
@@ -17,6 +17,7 @@ def export(model_dir, export_dir, tasks=None, sampler=None):
     is given, its decoding (as `evaluate`'s). The SavedModel is written aside and
     renamed into place, so `export_dir` is complete or absent.
     """
+    check_sampler(sampler)
     model, _ = load_run(model_dir)
     known = [task.name for task in model.tasks]
     tasks = list(tasks or known)
@@ -43,5 +44,8 @@ def export(model_dir, export_dir, tasks=None, sampler=None):
         shutil.rmtree(staging, ignore_errors=True)
     for name, inputs in described.items():
         print(f"signature {name!r}: inputs {', '.join(inputs)}")
-    decodings = ", ".join(f"{name} ({samplers[name]})" for name in tasks)
+    decodings = ", ".join(
+        f"{name} ({samplers[name]})" if model.nets_of(name)[1].is_sequence else name
+        for name in tasks
+    )
     print(f"Exported {decodings} to {export_dir}.")

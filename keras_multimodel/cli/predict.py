@@ -1,6 +1,6 @@
 """`python -m keras_multimodel predict`: one input (a file or text) to its output."""
 
-from keras_multimodel.cli.evaluate import decoding_of, load_run
+from keras_multimodel.cli.evaluate import check_sampler, decoding_of, load_run
 from keras_multimodel.data import bundled
 from keras_multimodel.errors import DataError
 
@@ -9,6 +9,7 @@ def predict(model_dir, task, value, sampler=None):
     """Decodes one input of `task`: a file path for image and speech tasks, text
     otherwise; returns the output as text (a class name, a sentence, a parse).
     `sampler`: "greedy" or "beam"; by default the task's own (as `evaluate`)."""
+    check_sampler(sampler)
     model, _ = load_run(model_dir)
     known = [t.name for t in model.tasks]
     if task not in known:

@@ -110,6 +110,11 @@ def _samplers(sampler, names, model):
     by_task = dict(sampler) if isinstance(sampler, dict) else dict.fromkeys(names, sampler)
     for name in by_task:
         model.plan.task(name)  # an unknown name lists the model's tasks
+        if name not in names:
+            raise InputError(
+                f"export: `sampler` names {name!r}, which is not among the exported tasks "
+                f"{names}; add it to `tasks` or leave it out of `sampler`."
+            )
     for name, value in by_task.items():
         if not isinstance(value, str) or value not in SAMPLERS:
             raise InputError(

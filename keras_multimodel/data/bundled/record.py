@@ -80,7 +80,7 @@ class BundledTask:
 
     def __post_init__(self):
         if self.sampler not in DECODINGS:
-            raise ValueError(
+            raise DataError(
                 f"BundledTask {self.name!r}: `sampler` must be one of {DECODINGS}; "
                 f"received {self.sampler!r}."
             )
