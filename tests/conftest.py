@@ -105,6 +105,12 @@ ONE_BACKEND_IS_ENOUGH = {
     # (StopAtStep itself runs on every backend in test_faults.py).
     "tests/test_cli.py::test_validation_data_does_not_autotune": ("jax", _INDEPENDENT),
     "tests/test_cli.py::test_train_steps_below_one_epoch": ("jax", _INDEPENDENT),
+    # Which sampler evaluate and predict pass to `generate` (beam search itself is
+    # checked against recomputation on every backend in test_multimodel.py).
+    "tests/test_cli.py::test_predict_and_evaluate_decode_with_the_task_s_sampler": (
+        "tensorflow",
+        _INDEPENDENT,
+    ),
     # The README's quickstart code; its model trains on every backend in
     # test_readme_quickstart_learns_both_tasks_and_survives_save_load.
     "tests/test_training.py::test_readme_quickstart_code_runs": ("tensorflow", _INDEPENDENT),
