@@ -108,14 +108,13 @@ def _samplers(sampler, names, model):
     """`{task name: "greedy" or "beam"}` for the exported tasks, from `sampler` (one
     name for all, or a dict by task)."""
     by_task = dict(sampler) if isinstance(sampler, dict) else dict.fromkeys(names, sampler)
-    for name in by_task:
+    for name, value in by_task.items():
         model.plan.task(name)  # an unknown name lists the model's tasks
         if name not in names:
             raise InputError(
                 f"export: `sampler` names {name!r}, which is not among the exported tasks "
                 f"{names}; add it to `tasks` or leave it out of `sampler`."
             )
-    for name, value in by_task.items():
         if not isinstance(value, str) or value not in SAMPLERS:
             raise InputError(
                 f"export: `sampler` must be one of {SAMPLERS} (random samplers are not "

@@ -13,8 +13,9 @@ from keras_multimodel.data.bundled.formats import Format
 from keras_multimodel.data.bundled.sources import DATA_SIZES, SPLITS
 from keras_multimodel.errors import DataError
 
-# How `evaluate`, `predict` and `export` may decode sequence outputs (`MultiModel.generate`).
-DECODINGS = ("greedy", "beam")
+# How `evaluate`, `predict` and `export` may decode sequence outputs: the samplers a
+# SavedModel can serve (`MultiModel.generate` takes these and keras_hub Samplers).
+from keras_multimodel.export.saved_model import SAMPLERS as DECODINGS
 
 
 @dataclasses.dataclass(frozen=True)
