@@ -70,6 +70,20 @@ def test_speech_is_synthesised_and_cached():
     np.testing.assert_array_equal(again[3], waves[3])
 
 
+def test_speech_training_split_holds_6000_unseen_sentences():
+    """The main job's speech trains on 6,000 utterances (it memorised 1,200); checked
+    on the sentences, without synthesising them."""
+    from keras_multimodel.data.bundled import transcribe_speech
+
+    train = transcribe_speech.sentences("train", "small")
+    assert len(train) == len(set(train)) == 6000
+    held_out = {
+        t for split in ("validation", "test") for t in transcribe_speech.sentences(split, "small")
+    }
+    assert len(held_out) == 200 and not held_out & set(train)
+    assert all(3 <= len(t.split()) <= 10 for t in train)
+
+
 def test_voices_vary():
     settings = speech.voice_settings(50, seed=1)
     assert len({voice for voice, _, _ in settings}) > 10
