@@ -4,18 +4,21 @@
     KERAS_BACKEND=jax python benchmarks/train_time.py --baseline=ee00188 --repeats=2
 
 A wall time alone says little about a target such as "the default `train` takes at
-most 8 minutes on 2 CPU cores" when the machine runs slower than the day the target
-was met. Timed beside a commit whose wall time on a quiet day is known, the ratio
-carries over: that day's time x ratio is what the candidate would take then.
+most 8 minutes on 2 CPU cores" when the machine runs slower than on the day the
+target was met. Timed beside a commit whose wall time on that day is known, the
+ratio gives an estimate: that day's time x ratio is about what the candidate would
+have taken then, if the slowdown hits both commits alike.
 
-Each commit is cloned from this repository into `--work_dir` and its bundled speech
-synthesised first (not timed). Then `python -m keras_multimodel train` runs in each
-clone (so each imports its own package, with this interpreter's dependencies),
-baseline then candidate, `--repeats` rounds, each in a new process and run
-directory. Prints each wall time, the medians and their ratio.
+Each commit (committed code only: uncommitted changes are not timed) is cloned from
+this repository into `--work_dir` and its bundled speech synthesised first, untimed
+(the default "small" speech; a `--data_size` in `--extra` is timed with its
+synthesis on first use). Then `python -m keras_multimodel train` runs in each clone
+(so each imports its own package, with this interpreter's dependencies), baseline
+then candidate, `--repeats` rounds, each in a new process and run directory. Prints
+each wall time, the medians and their ratio. Naming the same commit twice times
+the run-to-run spread.
 """
 
-import os
 import pathlib
 import shlex
 import statistics
@@ -33,39 +36,52 @@ flags.DEFINE_string("work_dir", "/tmp/kmm-train-time", "Where the clones and run
 flags.DEFINE_string("extra", "", "Extra `train` flags for both, e.g. '--train_steps=20'.")
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
+ROLES = ("baseline", "candidate")
 WARM_SPEECH = (
     "from keras_multimodel.data.bundled import transcribe_speech as t\n"
     "for split in ('train', 'validation', 'test'):\n"
     "    t.synthetic(split, 'small')\n"
 )
+IMPORTED = (
+    "import keras, keras_multimodel\n"
+    "print(keras.backend.backend())\n"
+    "print(keras_multimodel.__file__)\n"
+)
 
 
-def _git(*args, cwd=REPO):
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True)
+def _run(command, cwd, what):
+    """Runs `command`, or exits naming `what` failed and what it printed."""
+    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    if done.returncode:
+        tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
+        raise SystemExit(f"{what} failed (exit {done.returncode}) in {cwd}:\n{tail}")
+    return done.stdout.strip().splitlines()
 
 
-def _clone(commit, name):
-    """A clone of this repository at `commit`, checked to import its own package."""
-    try:
-        sha = _git("rev-parse", "--verify", f"{commit}^{{commit}}").stdout.strip()
-    except subprocess.CalledProcessError:
-        message = f"{commit!r} is not a commit of {REPO}; give a hash, tag or branch"
-        raise SystemExit(message) from None
-    tree = pathlib.Path(FLAGS.work_dir) / f"{name}-{sha[:7]}"
+def _sha(commit):
+    done = subprocess.run(["git", "rev-parse", "--verify", f"{commit}^{{commit}}"],
+                          cwd=REPO, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"{commit!r} is not a commit of {REPO}; give a hash, tag or branch")
+    return done.stdout.strip()
+
+
+def _clone(sha, tree):
+    """A clone of this repository at `sha`, checked to import its own package.
+
+    Returns the backend the clone's Keras runs on.
+    """
     if not tree.exists():
-        _git("clone", "-q", "--no-checkout", str(REPO), str(tree))
-        _git("checkout", "-q", sha, cwd=tree)
-    imported = subprocess.run(
-        [sys.executable, "-c", "import keras_multimodel; print(keras_multimodel.__file__)"],
-        cwd=tree, check=True, capture_output=True, text=True,
-    ).stdout.strip().splitlines()[-1]
-    if not pathlib.Path(imported).resolve().is_relative_to(tree.resolve()):
+        _run(["git", "clone", "-q", "--no-checkout", str(REPO), str(tree)], REPO, "git clone")
+    _run(["git", "checkout", "-q", "--force", sha], tree, f"git checkout {sha[:7]}")
+    backend, imported = _run([sys.executable, "-c", IMPORTED], tree, "importing the package")[-2:]
+    if not pathlib.Path(imported).resolve().is_relative_to(tree):
         raise SystemExit(f"{tree} imports keras_multimodel from {imported}, not its own")
     warmed = subprocess.run([sys.executable, "-c", WARM_SPEECH], cwd=tree)
     if warmed.returncode:
         print(f"warning: could not synthesise {sha[:7]}'s speech first; its first run "
               "includes the synthesis", file=sys.stderr)
-    return sha[:7], tree
+    return backend
 
 
 def _time_train(tree, run_dir):
@@ -83,24 +99,31 @@ def _time_train(tree, run_dir):
 
 def main(argv):
     del argv
-    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
-    pathlib.Path(FLAGS.work_dir).mkdir(parents=True, exist_ok=True)
-    commits = [_clone(FLAGS.baseline, "baseline"), _clone(FLAGS.candidate, "candidate")]
-    times = {sha: [] for sha, _ in commits}
-    for round_ in range(FLAGS.repeats):
-        for sha, tree in commits:
-            run_dir = pathlib.Path(FLAGS.work_dir) / f"run-{backend}-{sha}-{round_}"
-            if run_dir.exists():
-                raise SystemExit(f"{run_dir} exists; remove it or give a new --work_dir")
-            seconds = _time_train(tree, run_dir)
-            times[sha].append(seconds)
-            print(f"{backend} {sha} round {round_}: train {seconds:.1f} s", flush=True)
-    (base, _), (cand, _) = commits
-    medians = {sha: statistics.median(values) for sha, values in times.items()}
-    print(f"| backend | {base} | {cand} | {cand} / {base} |")
+    shas = {"baseline": _sha(FLAGS.baseline), "candidate": _sha(FLAGS.candidate)}
+    work_dir = pathlib.Path(FLAGS.work_dir).resolve()
+    trees = {role: work_dir / f"{role}-{shas[role][:7]}" for role in ROLES}
+    run_dirs = {
+        (role, round_): work_dir / f"run-{role}-{shas[role][:7]}-{round_}"
+        for round_ in range(FLAGS.repeats)
+        for role in ROLES
+    }
+    taken = [str(path) for path in run_dirs.values() if path.exists()]
+    if taken:
+        raise SystemExit(f"run directories exist: {', '.join(taken)}; remove them or "
+                         "give a new --work_dir")
+    work_dir.mkdir(parents=True, exist_ok=True)
+    backends = {role: _clone(shas[role], trees[role]) for role in ROLES}
+    times = {role: [] for role in ROLES}
+    for (role, round_), run_dir in run_dirs.items():
+        seconds = _time_train(trees[role], run_dir)
+        times[role].append(seconds)
+        print(f"{backends[role]} {role} {shas[role][:7]} round {round_}: train "
+              f"{seconds:.1f} s", flush=True)
+    base, cand = (statistics.median(times[role]) for role in ROLES)
+    names = [f"{role} {shas[role][:7]}" for role in ROLES]
+    print(f"| backend | {names[0]} | {names[1]} | ratio |")
     print("|---|---|---|---|")
-    print(f"| {backend} | {medians[base]:.0f} s | {medians[cand]:.0f} s | "
-          f"{medians[cand] / medians[base]:.2f}x |")
+    print(f"| {backends['candidate']} | {base:.1f} s | {cand:.1f} s | {cand / base:.2f}x |")
 
 
 if __name__ == "__main__":
