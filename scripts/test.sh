@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
 # Installs keras-multimodel with its test extras (scripts/install.sh) and torch's CPU
 # build, checks style, and runs the test suite once per backend (KERAS_BACKEND is fixed
-# at import time): TensorFlow, JAX, then torch (which skips what it does not support,
-# naming why: tests/conftest.py). Each run uses two pytest-xdist workers, a test file
-# to a worker (its module fixtures are built once): most of a test's time is one core
-# compiling or starting a process, so two workers take about half the time on two
-# cores. Extra arguments go to pytest, e.g. `bash scripts/test.sh -m "not slow"` or
-# `-n 0` (one process); `KMM_FULL_TESTS=1` also runs what the default run leaves out.
+# at import time): TensorFlow, JAX, then torch.
+#
+# Tiers (markers on the tests themselves; see tests/conftest.py):
+#   bash scripts/test.sh                 the default tier: every public API on every
+#                                        backend, small shapes (about 15 minutes on 2 cores)
+#   bash scripts/test.sh --run_large     adds the large tier, each large test once on one
+#                                        backend: subprocess training, kill/resume,
+#                                        notebooks, distribution, full exports (what CI runs)
+#   bash scripts/test.sh --run_extra_large   adds the six-task notebooks (minutes each)
+# Other arguments go to pytest, e.g. `-k moe` or `-n 0` (one process). Each backend's
+# run uses two pytest-xdist workers, a test file to a worker (its module fixtures are
+# built once): most of a test's time is one core compiling, so two workers take about
+# half the time on two cores.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh || exit 1

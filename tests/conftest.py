@@ -1,6 +1,17 @@
-"""Shared test helpers. Run the suite once per backend: KERAS_BACKEND=tensorflow|jax."""
+"""Shared test helpers, and the suite's two markers.
 
-import os
+Run the suite once per backend (`KERAS_BACKEND` is fixed when Keras is imported):
+`KERAS_BACKEND=jax pytest`. Each test says on itself where it runs:
+
+- `@pytest.mark.large`: end to end (subprocess training, kill/resume, notebooks,
+  example scripts, distribution engines, cross-backend files, full exports). The
+  default run skips them; `pytest --run_large` adds them (CI does).
+- `@pytest.mark.extra_large`: minutes of training each (the six-task notebooks);
+  `pytest --run_extra_large` adds them; CI does not run them.
+- `@pytest.mark.backends("jax", reason="...")`: runs on the named backends only,
+  and says why. Every large test names exactly one backend, so the large tier runs
+  each of them once over the three backend runs.
+"""
 
 import keras
 import numpy as np
@@ -68,97 +79,64 @@ def gradients(fn, *args):
     return [g.numpy() for g in tape.gradient(value, tensors)]
 
 
-# What the torch backend does not run, and why (`KERAS_BACKEND=torch pytest` skips
-# these, naming the reason; everything else runs on torch too).
-TORCH_UNSUPPORTED = {
-    "tests/test_export.py": (
-        "SavedModel export runs on TensorFlow or JAX (jax2tf); on torch it is a clear "
-        "error (test_multimodel.py::test_export_on_torch_is_a_clear_error)"
-    ),
-    "tests/test_cli.py::test_export_writes_a_saved_model": "SavedModel export: see test_export.py",
-    "tests/test_examples.py::test_notebook_runs_top_to_bottom": (
-        "the notebooks run on TensorFlow or JAX (their BACKEND parameter; one exports)"
-    ),
-}
+
+BACKENDS = ("tensorflow", "jax", "torch")
 
 
-# Supported on torch, but left to the TensorFlow and JAX runs to keep CI under an hour:
-# the main job end to end (bundled data, train/evaluate/predict, fault injection, demo,
-# example scripts). They passed on torch when last run in full (see the issue 14 note).
-TORCH_LEFT_TO_OTHER_BACKENDS = (
-    "tests/test_cli.py",
-    "tests/test_faults.py",
-    "tests/test_bundled_data.py",
-    "tests/test_demo.py",
-    "tests/test_examples.py",
-)
+def pytest_addoption(parser):
+    parser.addoption(
+        "--run_large",
+        action="store_true",
+        default=False,
+        help="also run the tests marked large (end to end; CI runs them)",
+    )
+    parser.addoption(
+        "--run_extra_large",
+        action="store_true",
+        default=False,
+        help="also run the tests marked extra_large (minutes each; CI does not run them)",
+    )
 
 
-# Tests that run on one backend only, to keep CI under an hour, because the others add
-# nothing the rest of the suite does not run there. Test id prefix -> (backend, why).
-_INDEPENDENT = "backend-independent code"
-_NOTEBOOK = "each notebook runs on one backend in CI (time)"
-ONE_BACKEND_IS_ENOUGH = {
-    # The bundled-task registry and the command line's use of it.
-    "tests/test_cli.py::test_a_task_registered_outside_the_package": ("tensorflow", _INDEPENDENT),
-    # The validation mixture's settings, and `train` stopping inside its first epoch
-    # (StopAtStep itself runs on every backend in test_faults.py).
-    "tests/test_cli.py::test_validation_data_does_not_autotune": ("jax", _INDEPENDENT),
-    "tests/test_cli.py::test_train_steps_below_one_epoch": ("jax", _INDEPENDENT),
-    # Which sampler evaluate and predict pass to `generate` (beam search itself is
-    # checked against recomputation on every backend in test_multimodel.py).
-    "tests/test_cli.py::test_predict_and_evaluate_decode_with_the_task_s_sampler": (
-        "tensorflow",
-        _INDEPENDENT,
-    ),
-    # The README's quickstart code; its model trains on every backend in
-    # test_readme_quickstart_learns_both_tasks_and_survives_save_load.
-    "tests/test_training.py::test_readme_quickstart_code_runs": ("tensorflow", _INDEPENDENT),
-    # The MoE notebook on TensorFlow, the quickstart and custom-modality ones on JAX.
-    **{
-        f"tests/test_examples.py::test_notebook_runs_top_to_bottom[{name}]": (backend, _NOTEBOOK)
-        for name, backend in (
-            ("inside_the_moe", "tensorflow"),
-            ("quickstart", "jax"),
-            ("custom_modality", "jax"),
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "large: end-to-end test, skipped unless --run_large is given"
+    )
+    config.addinivalue_line(
+        "markers", "extra_large: minutes each, skipped unless --run_extra_large is given"
+    )
+    config.addinivalue_line(
+        "markers",
+        "backends(*names, reason): runs on these Keras backends only, for the reason given",
+    )
+
+
+def _backends(item):
+    """The backends `item` runs on, and why (None: every backend)."""
+    marker = item.get_closest_marker("backends")
+    if marker is None:
+        return None, None
+    names, reason = marker.args, marker.kwargs.get("reason", "")
+    unknown = [name for name in names if name not in BACKENDS]
+    if not names or unknown or not reason:
+        raise pytest.UsageError(
+            f"{item.nodeid}: @pytest.mark.backends takes backend names from {BACKENDS} and a "
+            f"reason=...; received {names} with reason {reason!r}."
         )
-    },
-}
-
-# Tests left out of the default run (and so of CI, which must finish within the hour on
-# a 2-core machine that can be 3x slower than usual). `KMM_FULL_TESTS=1 bash
-# scripts/test.sh` runs them, and everything above on every backend.
-_SIX_TASK_NOTEBOOK = (
-    "trains the six bundled tasks (4 minutes on a slow 2-core machine); what it calls runs "
-    "in test_cli.py and test_export.py on TensorFlow and JAX, and its stored outputs are "
-    "checked against its code on every run; KMM_FULL_TESTS=1 runs it"
-)
-FULL_RUN_ONLY = {
-    "tests/test_examples.py::test_notebook_runs_top_to_bottom[paper_tasks]": _SIX_TASK_NOTEBOOK,
-    "tests/test_examples.py::test_notebook_runs_top_to_bottom[export_and_serve]": (
-        _SIX_TASK_NOTEBOOK
-    ),
-}
-
-
-def _full_run():
-    return os.environ.get("KMM_FULL_TESTS", "") not in ("", "0")
+    return names, reason
 
 
 def pytest_collection_modifyitems(config, items):
-    backend, full = keras.backend.backend(), _full_run()
-    for item in [] if full else items:
-        for prefix, (only, why) in ONE_BACKEND_IS_ENOUGH.items():
-            if item.nodeid.startswith(prefix) and backend != only:
-                item.add_marker(pytest.mark.skip(reason=f"runs on {only}: {why}"))
-        for prefix, why in FULL_RUN_ONLY.items():
-            if item.nodeid.startswith(prefix):
-                item.add_marker(pytest.mark.skip(reason=f"full run only: {why}"))
-    if backend != "torch":
-        return
+    backend = keras.backend.backend()
     for item in items:
-        for prefix, reason in TORCH_UNSUPPORTED.items():
-            if item.nodeid.startswith(prefix):
-                item.add_marker(pytest.mark.skip(reason=f"not on torch: {reason}"))
-        if item.nodeid.startswith(TORCH_LEFT_TO_OTHER_BACKENDS) and not full:
-            item.add_marker(pytest.mark.skip(reason="end to end: run on TensorFlow and JAX"))
+        names, reason = _backends(item)
+        tier = next((t for t in ("extra_large", "large") if item.get_closest_marker(t)), None)
+        if tier and (names is None or len(names) != 1):
+            raise pytest.UsageError(
+                f"{item.nodeid}: a {tier} test runs once, on one backend; add "
+                '@pytest.mark.backends("<backend>", reason="...") naming where it adds most.'
+            )
+        if names is not None and backend not in names:
+            item.add_marker(pytest.mark.skip(reason=f"runs on {', '.join(names)}: {reason}"))
+        elif tier and not config.getoption(f"--run_{tier}"):
+            item.add_marker(pytest.mark.skip(reason=f"{tier}: run with --run_{tier}"))

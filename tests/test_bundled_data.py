@@ -14,6 +14,15 @@ from keras_multimodel.data import DataError, bundled, speech
 from keras_multimodel.data.bundled import classify_image, sources
 from keras_multimodel.tokenization import END_ID
 
+# The bundled data (numpy, tf.data, SentencePiece) is the same on every backend; the
+# tests that run a model on it say where they run.
+pytestmark = pytest.mark.backends(
+    "tensorflow", reason="backend-independent: data loading and the tokenizer"
+)
+EVERY_BACKEND = pytest.mark.backends(
+    "tensorflow", "jax", "torch", reason="a model saves, loads and decodes on every backend"
+)
+
 
 @pytest.fixture(scope="module")
 def tokenizer():
@@ -175,6 +184,8 @@ def test_load_gives_model_ready_examples(task, tokenizer):
     assert count == len(bundled.load_examples(task, "validation")[0])
 
 
+@pytest.mark.large
+@pytest.mark.backends("torch", reason="six tasks' train step and decoding, once")
 def test_paper_tasks_train_together(tokenizer):
     """One mixture batch of all six tasks goes through a train step on every backend."""
     tasks = kmm.data.make_tasks(tokenizer)
@@ -193,6 +204,7 @@ def test_paper_tasks_train_together(tokenizer):
         model.generate("translate_es_en", ["En el principio", "   "])
 
 
+@EVERY_BACKEND
 def test_tokenizer_is_saved_with_the_model(tokenizer, tmp_path):
     tasks = kmm.data.make_tasks(tokenizer, ["parse_en"])
     model = kmm.MultiModel(tasks, "tiny", tokenizer=tokenizer)

@@ -18,6 +18,7 @@ import pytest
 from keras_multimodel import evaluation
 from keras_multimodel.cli.config import TrainConfig
 from keras_multimodel.cli.evaluate import evaluate, load_run
+from keras_multimodel.cli.export import export
 from keras_multimodel.cli.predict import predict
 from keras_multimodel.cli.train import (
     SETTINGS_WITHOUT_FLAGS,
@@ -68,6 +69,31 @@ def finished_epochs(run_dir):
     return int(backups[-1].name.split("-")[1]) if backups else 0
 
 
+# Backend-independent command-line logic runs on torch, where nothing compiles; the
+# command line's backend-specific paths (fit, generate, export) run in the tiny
+# run's test on every backend.
+INDEPENDENT = pytest.mark.backends(
+    "torch", reason="backend-independent command-line logic (torch compiles nothing)"
+)
+# The train command killed and resumed, as a user would see it (subprocesses, large).
+KILLED_AND_RESUMED_BACKEND = pytest.mark.backends(
+        "torch",
+        reason="the command line's resume logic is backend-independent, backups are checked "
+        "on every backend in test_faults.py, and torch's end to end runs nowhere else",
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A finished `train` run of an image and a text task (4 steps), in this process."""
+    run_dir = tmp_path_factory.mktemp("tiny") / "run"
+    config = TrainConfig(
+        tasks=("classify_image", "parse_en"), train_steps=4, steps_per_epoch=2, batch_size=8
+    )
+    train(run_dir, config, verbose=0)
+    return run_dir
+
+
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     """A run killed (SIGKILL) after its first backups, then started again to finish."""
@@ -90,6 +116,8 @@ def trained_run(tmp_path_factory):
     return run_dir, resumed_from, epochs_before, out
 
 
+@pytest.mark.large
+@KILLED_AND_RESUMED_BACKEND
 def test_killed_training_resumes_where_it_stopped_and_takes_exactly_train_steps(trained_run):
     run_dir, resumed_from, epochs_before, _ = trained_run
     epochs = logged_epochs(run_dir)
@@ -106,6 +134,8 @@ def test_killed_training_resumes_where_it_stopped_and_takes_exactly_train_steps(
         assert name in columns  # per-task validation metrics each epoch
 
 
+@pytest.mark.large
+@KILLED_AND_RESUMED_BACKEND
 def test_training_output_to_a_pipe_is_one_line_per_epoch(trained_run):
     run_dir, resumed_from, _, out = trained_run
     assert "\r" not in out and "\x08" not in out  # no progress-bar refreshes in a log
@@ -113,6 +143,7 @@ def test_training_output_to_a_pipe_is_one_line_per_epoch(trained_run):
     assert len(epoch_lines) == 8 - resumed_from, out[-2000:]
 
 
+@INDEPENDENT
 def test_train_steps_below_one_epoch_train_exactly_that_many(tmp_path):
     config = TrainConfig(tasks=("classify_image",), train_steps=3, batch_size=4)
     history = train(tmp_path / "run", config, verbose=0)
@@ -123,6 +154,7 @@ def test_train_steps_below_one_epoch_train_exactly_that_many(tmp_path):
     assert settings["learning_rate"] == 0.005  # the default peak, resolved, is recorded
 
 
+@INDEPENDENT
 def test_validation_data_does_not_autotune(tmp_path, monkeypatch):
     # fit drops its validation iterator every epoch, and dropping one that autotunes
     # waits for the tuning thread (up to 60 s); the training data keeps autotuning.
@@ -148,6 +180,8 @@ def test_the_default_learning_rate_scales_with_the_presets_width():
     assert TrainConfig().to_dict()["learning_rate"] == 0.005  # what a run records
 
 
+@pytest.mark.large
+@KILLED_AND_RESUMED_BACKEND
 def test_training_again_into_a_finished_run_is_refused(trained_run):
     run_dir = trained_run[0]
     code, _, err = finish(cli("train", f"--output_dir={run_dir}", *TRAIN_ARGS))
@@ -206,15 +240,16 @@ def test_a_run_saved_before_a_setting_existed_resumes_with_what_it_used(tmp_path
     assert resumed_config(tmp_path / "new", TrainConfig()).tokenizer == "bpe"
 
 
-def test_evaluate_prints_the_table_and_saves_it(trained_run):
-    run_dir = trained_run[0]
-    code, out, err = finish(cli("evaluate", f"--model_dir={run_dir}", "--max_examples=16"))
-    assert code == 0, err[-3000:]
+def test_a_tiny_run_evaluates_predicts_and_exports(tiny_run, tmp_path, capsys):
+    """train -> evaluate -> predict -> export, in this process, on every backend."""
+    from PIL import Image
+
+    rows = evaluate(tiny_run, max_examples=4)
+    out = capsys.readouterr().out
     table = [line for line in out.splitlines() if line.startswith("| ")]
     assert table[0].startswith("| task | metric | model | trivial baseline | learned baseline")
     cells = {tuple(c.strip() for c in line.split("|")[1:6]) for line in table[1:]}
-    rows = {cell[:2] for cell in cells}
-    assert rows == {
+    assert {cell[:2] for cell in cells} == {(row["task"], row["metric"]) for row in rows} == {
         ("classify_image", "accuracy"), ("classify_image", "log-loss"),
         ("parse_en", "LAS"), ("parse_en", "UAS"), ("parse_en", "exact match"),
         ("parse_en", "token accuracy (teacher forced)"),
@@ -223,19 +258,37 @@ def test_evaluate_prints_the_table_and_saves_it(trained_run):
     accuracy = next(cell for cell in cells if cell[:2] == ("classify_image", "accuracy"))
     assert accuracy[3].startswith("majority class ")  # the trivial baseline, scored
     assert accuracy[4].startswith("nearest class centroid ")  # the learned one
-    saved = json.loads((run_dir / "evaluation.json").read_text())
+    saved = json.loads((tiny_run / "evaluation.json").read_text())
     assert len(saved["rows"]) == 7 and saved["skipped"] == []
     las = next(r for r in saved["rows"] if r["metric"] == "LAS")
     assert set(las["baselines"]) == {"majority label+head", "per-word majority"}
     assert las["learned"] == ["per-word majority"]
     # parse_en decodes with its record's beam search; labels have no decoding.
-    assert "parse_en: decoding 16 examples (beam search, 4 beams)" in out
+    assert "parse_en: decoding 4 examples (beam search, 4 beams)" in out
     decodings = {(r["task"], r["metric"]): r.get("decoding") for r in saved["rows"]}
     assert decodings[("parse_en", "LAS")] == "beam"
     assert decodings[("classify_image", "accuracy")] is None
 
+    images, _ = bundled.load_examples("classify_image", "test")
+    Image.fromarray(images[0, ..., 0]).save(tmp_path / "shirt.png")
+    class_name = predict(tiny_run, "classify_image", str(tmp_path / "shirt.png"))
+    assert class_name in classify_image.CLASSES
+    assert isinstance(predict(tiny_run, "parse_en", "The earth was formless ."), str)
 
-def test_evaluate_refuses_a_test_set_it_cannot_read_unless_told_to_skip_it(trained_run):
+    if keras.backend.backend() == "torch":
+        with pytest.raises(InputError, match="written from the TensorFlow or JAX backend"):
+            export(tiny_run, tmp_path / "saved_model", tasks=["classify_image"])
+        return
+    export(tiny_run, tmp_path / "saved_model", tasks=["classify_image"])
+    import tensorflow as tf
+
+    served = tf.saved_model.load(str(tmp_path / "saved_model"))
+    answer = served.signatures["classify_image"](image=tf.constant(images[:1]))
+    assert answer["class_name"].numpy().tolist() == [class_name.encode()]
+
+
+@INDEPENDENT
+def test_evaluate_refuses_a_test_set_it_cannot_read_unless_told_to_skip_it(tiny_run):
     original = bundled.get("parse_en")
 
     def unreadable(split, data_size):
@@ -244,7 +297,7 @@ def test_evaluate_refuses_a_test_set_it_cannot_read_unless_told_to_skip_it(train
         return original.examples(split, data_size)
 
     bundled.register(dataclasses.replace(original, examples=unreadable), replace=True)
-    run_dir = trained_run[0]
+    run_dir = tiny_run
     try:
         with pytest.raises(DataError, match=r"cannot score parse_en: the test file is gone.*skip"):
             evaluate(run_dir, max_examples=4)
@@ -256,22 +309,11 @@ def test_evaluate_refuses_a_test_set_it_cannot_read_unless_told_to_skip_it(train
     assert saved["skipped"] == [{"task": "parse_en", "reason": "the test file is gone"}]
 
 
-def test_predict_returns_a_class_name_and_a_parse(trained_run, tmp_path):
-    from PIL import Image
-
-    run_dir = trained_run[0]
-    images, _ = bundled.load_examples("classify_image", "test")
-    path = tmp_path / "shirt.png"
-    Image.fromarray(images[0, ..., 0]).save(path)
-    assert predict(run_dir, "classify_image", str(path)) in classify_image.CLASSES
-    parse = predict(run_dir, "parse_en", "The earth was formless .")
-    assert isinstance(parse, str)
-
-
+@INDEPENDENT
 def test_predict_and_evaluate_decode_with_the_task_s_sampler_unless_told(
-    trained_run, monkeypatch, tmp_path
+    tiny_run, monkeypatch, tmp_path
 ):
-    run_dir = trained_run[0]
+    run_dir = tiny_run
     used = []
     generate = MultiModel.generate
 
@@ -319,10 +361,12 @@ def saved_model_cli(*args):
     )
 
 
-def test_export_writes_a_saved_model_that_saved_model_cli_describes_and_runs(
-    trained_run, tmp_path
-):
-    run_dir = trained_run[0]
+@pytest.mark.large
+@pytest.mark.backends(
+    "tensorflow", reason="the export command end to end, from the default backend"
+)
+def test_export_writes_a_saved_model_that_saved_model_cli_describes_and_runs(tiny_run, tmp_path):
+    run_dir = tiny_run
     export_dir = tmp_path / "saved_model"
     code, out, err = finish(cli("export", f"--model_dir={run_dir}", f"--export_dir={export_dir}"))
     assert code == 0, err[-3000:]
@@ -349,8 +393,9 @@ def test_export_writes_a_saved_model_that_saved_model_cli_describes_and_runs(
     assert code == 1 and "exists; give a new directory" in err and "Traceback" not in err
 
 
-def test_predict_bad_input_gets_one_line_errors(trained_run, tmp_path):
-    run_dir = trained_run[0]
+@INDEPENDENT
+def test_predict_bad_input_gets_one_line_errors(tiny_run, tmp_path):
+    run_dir = tiny_run
     with pytest.raises(DataError, match="unknown task 'translate'; this model has"):
         predict(run_dir, "translate", "hola")
     with pytest.raises(DataError, match="image file .*missing.png does not exist"):
@@ -394,8 +439,9 @@ def test_speech_longer_than_the_model_takes_is_a_one_line_error(tmp_path):
         record.inputs.model_inputs([waveform], net, None)
 
 
-def test_command_line_errors_are_one_line(trained_run, tmp_path):
-    run_dir = trained_run[0]
+@INDEPENDENT
+def test_command_line_errors_are_one_line(tiny_run, tmp_path):
+    run_dir = tiny_run
     code, _, err = finish(
         cli("predict", f"--model_dir={run_dir}", "--task=classify_image",
             f"--input={tmp_path / 'nothing.png'}")  # fmt: skip
@@ -407,6 +453,7 @@ def test_command_line_errors_are_one_line(trained_run, tmp_path):
     assert code == 1 and "error: no trained model at" in err and "Traceback" not in err
 
 
+@pytest.mark.backends("tensorflow", reason="backend-independent: how the command line exits")
 def test_a_bug_keeps_its_traceback_on_the_command_line():
     """Only the package's InputError becomes one line; a ValueError from elsewhere
     (here raised where evaluate would run) is a bug and keeps its traceback."""
@@ -479,6 +526,7 @@ def toy_tasks():
         bundled.unregister(record.name)
 
 
+@INDEPENDENT
 def test_a_task_registered_outside_the_package_trains_evaluates_and_predicts(
     toy_tasks, tmp_path
 ):

@@ -1,8 +1,11 @@
 import keras
+import pytest
 
 from keras_multimodel import demo
 
 
+@pytest.mark.large
+@pytest.mark.backends("torch", reason="the demo command's training, once")
 def test_demo_trains_and_beats_the_baseline(tmp_path):
     result = demo.run(steps_per_epoch=60, epochs=2, batch_size=32, output_dir=tmp_path, verbose=0)
     assert result["accuracy"] > result["baseline_accuracy"] + 0.1

@@ -29,7 +29,8 @@ def run_checks(script, env, *checks):
     return result.stdout
 
 
-@pytest.mark.skipif(keras.backend.backend() != "jax", reason="keras.distribution runs on JAX")
+@pytest.mark.large
+@pytest.mark.backends("jax", reason="keras.distribution runs on JAX")
 def test_data_model_and_expert_parallelism_on_eight_virtual_devices():
     """DataParallel, ModelParallel (experts and heads over "model") and expert
     parallelism (experts over the data axis) each take the same step as one device;
@@ -42,7 +43,8 @@ def test_data_model_and_expert_parallelism_on_eight_virtual_devices():
         assert f"PASS {check}" in printed, printed
 
 
-@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tf.distribute")
+@pytest.mark.large
+@pytest.mark.backends("tensorflow", reason="tf.distribute runs on TensorFlow")
 def test_mirrored_strategy_on_two_logical_devices():
     """The mirrored step equals one device's (loss, per-task metrics, updates); a
     model saved from it loads in the scope, trains and decodes; `train` runs mirrored."""
@@ -53,7 +55,7 @@ def test_mirrored_strategy_on_two_logical_devices():
         assert f"PASS {check}" in printed, printed
 
 
-@pytest.mark.skipif(keras.backend.backend() != "jax", reason="keras.distribution runs on JAX")
+@pytest.mark.backends("jax", reason="keras.distribution's layout maps run on JAX")
 def test_layout_map_names_the_axis_it_cannot_find():
     from keras_multimodel import MultiModel
 

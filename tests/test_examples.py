@@ -20,6 +20,29 @@ notebooks = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(notebooks)
 
 NOTEBOOKS = [pytest.param(path, id=path.stem) for path in notebooks.NOTEBOOKS]
+# Where each notebook runs top to bottom (large tier): the backend its story is told
+# on, spread so the three backend runs take similar time. The six-task notebooks
+# train every bundled task (minutes) and run with --run_extra_large only; what they
+# call runs in test_cli.py and test_export.py, and their stored outputs are checked
+# against their code on every run.
+NOTEBOOK_BACKENDS = {
+    "inside_the_moe": "tensorflow",
+    "quickstart": "jax",
+    "custom_modality": "tensorflow",
+    "paper_tasks": "tensorflow",
+    "export_and_serve": "jax",
+}
+SIX_TASK_NOTEBOOKS = ("paper_tasks", "export_and_serve")
+
+
+def _notebook_run(path):
+    """A notebook's top-to-bottom run: large, on its backend; extra large if it
+    trains the six bundled tasks."""
+    tier = pytest.mark.extra_large if path.stem in SIX_TASK_NOTEBOOKS else pytest.mark.large
+    backend = pytest.mark.backends(
+        NOTEBOOK_BACKENDS[path.stem], reason="each notebook runs once, on one backend"
+    )
+    return pytest.param(path, id=path.stem, marks=[tier, backend])
 SCRIPTS = {
     "layers_quickstart.py": ["--epochs=3", "--samples=128"],
     "multitask_quickstart.py": ["--epochs=2", "--steps_per_epoch=3"],
@@ -34,6 +57,7 @@ def test_every_example_is_listed_in_the_examples_readme_and_run_here():
     for name in examples:
         assert f"]({name})" in listed, f"examples/README.md does not link {name}"
     assert sorted(SCRIPTS) == [name for name in examples if name.endswith(".py")]
+    assert sorted(NOTEBOOK_BACKENDS) == sorted(path.stem for path in notebooks.NOTEBOOKS)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS)
@@ -52,7 +76,20 @@ def test_the_output_check_notices_a_changed_code_cell(tmp_path):
     assert "its code changed since its outputs were stored" in notebooks.problems(changed)
 
 
-@pytest.mark.parametrize("name", sorted(SCRIPTS))
+@pytest.mark.large
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(
+            "layers_quickstart.py",
+            marks=pytest.mark.backends("jax", reason="an example script runs once"),
+        ),
+        pytest.param(
+            "multitask_quickstart.py",
+            marks=pytest.mark.backends("torch", reason="an example script runs once"),
+        ),
+    ],
+)
 def test_example_script_runs(name):
     env = {**os.environ, "KERAS_BACKEND": keras.backend.backend()}
     result = subprocess.run(
@@ -69,6 +106,7 @@ def test_example_script_runs(name):
     assert losses[-1] < losses[0], result.stdout
 
 
+@pytest.mark.backends("torch", reason="backend-independent: the scripts' flag checks")
 def test_example_scripts_refuse_bad_flags():
     result = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "layers_quickstart.py"), "--epochs=0"],
@@ -78,10 +116,7 @@ def test_example_scripts_refuse_bad_flags():
     assert result.returncode != 0 and "epochs" in result.stderr
 
 
-# Each notebook runs on one backend in CI, the six-task ones only in the full suite
-# (tests/conftest.py: ONE_BACKEND_IS_ENOUGH, FULL_RUN_ONLY).
-@pytest.mark.slow
-@pytest.mark.parametrize("path", NOTEBOOKS)
+@pytest.mark.parametrize("path", [_notebook_run(path) for path in notebooks.NOTEBOOKS])
 def test_notebook_runs_top_to_bottom(path):
     parameters = notebooks.test_parameters(path)
     assert parameters, f"{path.name} has no test parameters in its metadata"

@@ -17,6 +17,14 @@ from keras_multimodel.export.saved_model import _samplers
 
 EXAMPLES = 3  # real test examples per bundled task
 
+pytestmark = pytest.mark.backends(
+    "tensorflow", "jax", reason="a SavedModel is exported from TensorFlow or JAX (jax2tf)"
+)
+# Every bundled task exported and served by a TensorFlow-only process (large).
+SERVED_BACKEND = pytest.mark.backends(
+    "jax", reason="the whole export, once: jax2tf converts every modality's decoding"
+)
+
 CLIENT = r'''
 import importlib.abc, json, sys
 
@@ -154,6 +162,27 @@ def _expected(model, task, sampler="greedy"):
     return model.generate(task, inputs, sampler=sampler)
 
 
+def test_an_export_answers_in_this_process_as_generate_does(bundled_model, tmp_path):
+    """A label task and a text task, exported and loaded here (small shapes)."""
+    import tensorflow as tf
+
+    tasks = ["classify_image", "translate_en_es"]
+    signatures, names = bundled.serving_options(tasks)
+    bundled_model.export(
+        tmp_path, tasks=tasks, input_signatures=signatures, label_names=names, verbose=False
+    )
+    served = tf.saved_model.load(str(tmp_path)).signatures
+    images = _raw_inputs("classify_image")["image"]
+    answer = served["classify_image"](image=tf.constant(images))
+    assert answer["class_id"].numpy().tolist() == _expected(bundled_model, tasks[0]).tolist()
+    texts = _raw_inputs("translate_en_es")["text"]
+    answer = served["translate_en_es"](text=tf.constant(texts))
+    decoded = [text.decode("utf-8") for text in answer["text"].numpy()]
+    assert decoded == _expected(bundled_model, tasks[1])
+
+
+@pytest.mark.large
+@SERVED_BACKEND
 def test_a_tensorflow_only_client_gets_what_generate_gives_for_every_task(
     bundled_model, exported, served
 ):
@@ -177,6 +206,8 @@ def test_a_tensorflow_only_client_gets_what_generate_gives_for_every_task(
     assert beam["text"] == _expected(bundled_model, "translate_en_es", sampler="beam")
 
 
+@pytest.mark.large
+@SERVED_BACKEND
 def test_bad_requests_fail_alone_with_clear_errors(exported, served):
     errors, outputs = served["errors"], served["outputs"]
     assert outputs["empty text"]["text"][:2] == ["", ""]  # empty in, empty out
@@ -219,6 +250,8 @@ def test_export_arguments_are_checked(bundled_model, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.large
+@SERVED_BACKEND
 def test_the_weights_are_stored_once(exported, bundled_model):
     variables = exported / "greedy" / "variables"
     stored = sum(f.stat().st_size for f in variables.iterdir())

@@ -90,6 +90,10 @@ print("steps", int(model.optimizer.iterations))
 """
 
 
+@pytest.mark.large
+@pytest.mark.backends(
+    "jax", reason="kills a training process; JAX's saving path is the least exercised elsewhere"
+)
 def test_killing_a_run_at_random_moments_during_backups_never_breaks_resuming(tmp_path):
     """Each epoch is one step and writes a 12 MB backup, so most kills land in a write."""
     env = {**os.environ, "KERAS_BACKEND": keras.backend.backend()}
@@ -115,6 +119,8 @@ def test_killing_a_run_at_random_moments_during_backups_never_breaks_resuming(tm
 # ----- run directories ------------------------------------------------------------------
 
 
+@pytest.mark.large
+@pytest.mark.backends("torch", reason="two train processes; the lock is backend-independent")
 def test_a_second_run_in_the_same_directory_is_refused_with_the_holders_pid(tmp_path):
     run_dir = tmp_path / "run"
     first = subprocess.Popen(
@@ -170,6 +176,7 @@ def test_bad_settings_are_refused_before_anything_is_written(tmp_path, settings,
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.backends("torch", reason="backend-independent: the command line's flag checks")
 def test_flags_of_zero_are_refused_on_the_command_line(tmp_path):
     result = _run("train", f"--output_dir={tmp_path / 'run'}", "--steps_per_epoch=0")
     assert result.returncode == 1 and "Traceback" not in result.stderr
@@ -201,6 +208,7 @@ def saved_run(tmp_path_factory):
     return run_dir
 
 
+@pytest.mark.backends("torch", reason="backend-independent: the .keras archive is checked")
 def test_a_damaged_model_file_is_a_one_line_error(saved_run, tmp_path):
     data = bytearray((saved_run / "model.keras").read_bytes())
     (tmp_path / "train_settings.json").write_text("{}")
@@ -245,6 +253,8 @@ def label_model():
         [kmm.Task("label", Image(channels=1), ClassLabel(3)), kmm.Task("copy", text, text)],
         hidden_size=16,
         num_experts=2,
+        encoder_blocks=1,  # the smallest body: these tests are about fit, not depth
+        decoder_layers=1,
     )
 
 
@@ -330,12 +340,24 @@ def test_train_callbacks_let_keras_dispatch_steps_asynchronously(
         assert not any(on_main_thread)
 
 
-# Each case compiles a step (about 35 s on a slow 2-core machine): one step per call
-# with the stop inside an epoch, and calls of 2 and of 3 steps in epochs they do not divide.
-@pytest.mark.parametrize("steps_per_epoch, steps_per_execution", [(5, 1), (3, 2), (5, 3)])
+# Each case compiles a step: one step per call with the stop inside an epoch, and
+# calls of 2 and of 3 steps in epochs they do not divide.
+# Keras's torch trainer refuses steps_per_execution > 1; the two cases of several
+# steps per call run once each (large), one on each backend that compiles them.
+@pytest.mark.parametrize(
+    "steps_per_epoch, steps_per_execution",
+    [
+        (5, 1),
+        pytest.param(
+            3, 2,
+            marks=[pytest.mark.large, pytest.mark.backends("tensorflow", reason="2 steps a call")],
+        ),
+        pytest.param(
+            5, 3, marks=[pytest.mark.large, pytest.mark.backends("jax", reason="3 steps a call")]
+        ),
+    ],
+)  # fmt: skip
 def test_stop_at_step_takes_exactly_its_steps(label_model, steps_per_epoch, steps_per_execution):
-    if steps_per_execution > 1 and keras.backend.backend() == "torch":
-        pytest.skip("Keras's torch trainer refuses steps_per_execution > 1 (ValueError)")
     label_model.compile(optimizer="adam", steps_per_execution=steps_per_execution)
     data = tf.data.Dataset.from_tensors(_label_batch([0, 1, 2, 1])).repeat()
     stop = StopAtStep(6)  # 6 steps: a whole number of calls in every case

@@ -187,7 +187,26 @@ def aux_model(**moe_kwargs):
     return keras.Model(inputs, outputs)
 
 
-@pytest.mark.parametrize("jit_compile", [True, False])
+@pytest.mark.parametrize(
+    "jit_compile",
+    [
+        False,
+        pytest.param(
+            True,
+            marks=pytest.mark.backends(
+                "tensorflow", "jax", reason="compiled steps; torch's is the large case below"
+            ),
+        ),
+        pytest.param(
+            True,
+            id="torch_compile",
+            marks=[
+                pytest.mark.large,
+                pytest.mark.backends("torch", reason="torch.compile of the model takes minutes"),
+            ],
+        ),
+    ],
+)
 def test_aux_loss_counted_exactly_once_per_call_in_fit(rng, jit_compile):
     model = aux_model()
     for layer in (model.get_layer("shared"), model.get_layer("other")):
@@ -214,7 +233,7 @@ def test_gradients_reach_the_gate_and_noise_weights(rng):
     moe = MoELayer(4, 16, top_k=2, name="moe")
     inputs = keras.Input((6, 8))
     model = keras.Model(inputs, keras.layers.Dense(1)(moe(inputs)))
-    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse", jit_compile=True)
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")  # compiled where Keras does
     x = rng.normal(size=(32, 6, 8)).astype("float32")
     y = rng.normal(size=(32, 6, 1)).astype("float32")
     assert np.all(to_numpy(moe.gate_kernel) == 0) and np.all(to_numpy(moe.noise_kernel) == 0)

@@ -29,6 +29,7 @@ class TrainingMixin:
             # its default `shuffle=True` does nothing.
             kwargs.setdefault("shuffle", False)
             _check_batches_split_evenly(x)
+        _build_optimizer_before_tracing(self)
         callbacks = list(callbacks or [])
         watching = (StopOnNonFiniteLoss, keras.callbacks.TerminateOnNaN)
         if not any(isinstance(callback, watching) for callback in callbacks):
@@ -89,6 +90,22 @@ def _guarded(model, attribute, state_variables):
 
     step.guarded = True
     return step
+
+
+def _build_optimizer_before_tracing(model):
+    """Creates the optimizer's variables before the first step is traced (TensorFlow).
+
+    Without a `tf.distribute` strategy, Keras builds the optimizer inside the first
+    traced train step; a `tf.function` that creates variables is traced a second
+    time, so the step would be traced twice (the larger part of its compile time
+    on CPU). The model's own variables all exist once it is built.
+    """
+    optimizer = getattr(model, "optimizer", None)
+    if keras.backend.backend() != "tensorflow" or optimizer is None or optimizer.built:
+        return
+    if model.built:
+        with model.distribute_strategy.scope():
+            optimizer.build(model.trainable_variables)
 
 
 def _check_batches_split_evenly(dataset):

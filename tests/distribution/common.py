@@ -14,13 +14,23 @@ TEXT = Text(vocab_size=40, max_length=16)
 
 
 def make_model(**overrides):
-    """`tiny` at width 32 with 8 experts; `overrides` are body settings."""
+    """The smallest body with every kind of part (a dilated ConvBlock step, the MoE,
+    attention), width 32, 8 experts; `overrides` are body settings."""
     tasks = [
         kmm.Task("label", Image(channels=1), ClassLabel(4)),
         kmm.Task("copy", TEXT, TEXT),
         kmm.Task("reverse", TEXT, TEXT, loss_weight=0.5),
     ]
-    settings = {"hidden_size": 32, "num_experts": 8, "expert_hidden_size": 32, **overrides}
+    settings = {
+        "hidden_size": 32,
+        "num_experts": 8,
+        "expert_hidden_size": 32,
+        "encoder_blocks": 1,
+        "decoder_layers": 1,
+        "kernel_sizes": (3, 5),
+        "dilation_rates": (1, 2),
+        **overrides,
+    }
     return kmm.MultiModel(tasks, **settings)
 
 
@@ -75,9 +85,8 @@ def assert_same_step(reference, other, what, rtol=1e-3, atol=1e-6):
         )
 
 
-def initial_weights(model, batch):
-    """Weights of a model after one forward pass (which builds nothing new)."""
-    model(batch)
+def initial_weights(model):
+    """A MultiModel's weights as built (it builds every variable when created)."""
     return [np.array(keras.ops.convert_to_numpy(w)) for w in model.get_weights()]
 
 

@@ -6,6 +6,7 @@ Run as a script (the device count is fixed when JAX starts):
 Each check raises on failure and prints one line when it passes.
 """
 
+import functools
 import os
 import re
 import sys
@@ -31,10 +32,11 @@ def fresh(**overrides):
     return make_model(**overrides)
 
 
+@functools.cache
 def reference_step(num_groups):
     """One device, `num_groups` routing groups: what every distribution must reproduce."""
     model = fresh(moe_num_groups=num_groups)
-    weights = initial_weights(model, BATCH)
+    weights = initial_weights(model)
     return weights, train_one_step(model, weights, BATCH)
 
 

@@ -48,7 +48,7 @@ def strategy():
 def check_mirrored_step_equals_one_device():
     """Loss, per-task metrics and updates equal one device's (2 routing groups there)."""
     reference_model = fresh(moe_num_groups=REPLICAS)
-    weights = initial_weights(reference_model, BATCH)
+    weights = initial_weights(reference_model)
     reference = train_one_step(reference_model, weights, BATCH)
     with strategy().scope():
         model = fresh()  # num_groups=None: one routing group per replica
