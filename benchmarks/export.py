@@ -55,9 +55,9 @@ def main(argv):
     model = kmm.MultiModel(bundled.make_tasks(tokenizer), FLAGS.preset, tokenizer=tokenizer)
     root = pathlib.Path(tempfile.mkdtemp())
     model.save(root / "model.keras")
-    signatures, names = bundled.serving_options(bundled.PAPER_TASKS)
+    names = bundled.label_names(bundled.PAPER_TASKS)
     start = time.perf_counter()
-    model.export(root / "saved_model", input_signatures=signatures, label_names=names,
+    model.export(root / "saved_model", label_names=names,
                  verbose=False)  # fmt: skip
     export_s = time.perf_counter() - start
     served = tf.saved_model.load(str(root / "saved_model"))

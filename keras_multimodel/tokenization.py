@@ -8,15 +8,106 @@ padding and `END_ID` ends a target sequence (the ids that
 
 import numpy as np
 
+from keras_multimodel.errors import InputError
+
 # Ids fixed by `keras_hub.tokenizers.compute_sentence_piece_proto`.
 PAD_ID, UNK_ID, BOS_ID, END_ID = 0, 1, 2, 3
 
 
-def texts_to_ids(tokenizer, texts, add_end=True):
-    """Strings -> a list of int32 id arrays, each ending with `END_ID` when `add_end`."""
+def is_texts(values):
+    """Whether `values` is a batch of texts: a str or bytes, a list or tuple whose
+    first entry is one, or a numpy array of strings or bytes.
+
+    >>> is_texts(["a"]), is_texts(np.array([b"a"])), is_texts([[1, 2]]), is_texts([])
+    (True, True, False, False)
+    """
+    if isinstance(values, (str, bytes)):
+        return True
+    if isinstance(values, np.ndarray):
+        return values.dtype.kind in "US" or (
+            values.dtype.kind == "O" and values.size and isinstance(values.flat[0], (str, bytes))
+        )
+    is_sequence = isinstance(values, (list, tuple)) and len(values) > 0
+    return is_sequence and isinstance(values[0], (str, bytes))
+
+
+def normalize_texts(texts, where="text"):
+    r"""A batch of texts -> a list of `str`, the one rule for text everywhere.
+
+    Takes a str or bytes (one text), or a list, tuple or 1-D numpy array of them.
+    Bytes must be UTF-8; a str must encode as UTF-8 (no lone surrogates, which is
+    how Python keeps undecodable bytes of a file name or command line). Anything
+    else is an `InputError` naming `where`, what was expected and what came.
+
+    >>> normalize_texts([b"caf\xc3\xa9", "tea"])
+    ['café', 'tea']
+    >>> normalize_texts([b"caf\xe9"])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    keras_multimodel.errors.InputError: text 0 is not valid UTF-8 (byte 0xe9 at position 3); ...
+    """
+    if isinstance(texts, (str, bytes)):
+        texts = [texts]
+    if isinstance(texts, np.ndarray):
+        if texts.ndim != 1:
+            raise InputError(
+                f"{where} must be a 1-D batch of strings; received an array of shape "
+                f"{texts.shape}. Flatten it, or give a list of strings."
+            )
+        texts = texts.tolist()
+    if not isinstance(texts, (list, tuple)):
+        raise InputError(
+            f"{where} must be a string or a list of strings; received {type(texts).__name__}."
+        )
+    result = []
+    for index, text in enumerate(texts):
+        if isinstance(text, (bytes, np.bytes_)):
+            try:
+                text = bytes(text).decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise InputError(_not_utf8(where, index, error, bytes(text))) from None
+        elif isinstance(text, str):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as error:
+                try:  # undecodable bytes kept as surrogates (command line, file names)
+                    raw = text.encode("utf-8", "surrogateescape")
+                except UnicodeEncodeError:
+                    raw = None
+                raise InputError(_not_utf8(where, index, error, raw)) from None
+        else:
+            raise InputError(
+                f"{where} must be strings (str or UTF-8 bytes); entry {index} is "
+                f"{type(text).__name__} {text!r}. Give every entry as a string."
+            )
+        result.append(str(text))
+    return result
+
+
+def _not_utf8(where, index, error, raw):
+    """The message for text `index` that is not UTF-8: the first bad byte of `raw`
+    (its bytes, when known) or the lone surrogate of `error`."""
+    detail = f"a lone surrogate at position {error.start}"
+    if raw is not None:
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as decode_error:
+            detail = f"byte 0x{raw[decode_error.start]:02x} at position {decode_error.start}"
+    return (
+        f"{where} {index} is not valid UTF-8 ({detail}); give UTF-8 text, e.g. decode it "
+        "with the right encoding first."
+    )
+
+
+def texts_to_ids(tokenizer, texts, add_end=True, where="text"):
+    """Strings -> a list of int32 id arrays, each ending with `END_ID` when `add_end`.
+
+    `texts` as `normalize_texts` takes them (str, UTF-8 bytes, or a list or 1-D array
+    of them); text that is not UTF-8 is an `InputError` naming `where`.
+    """
     import tensorflow as tf
 
-    ids = tokenizer(tf.constant([str(text) for text in texts]))
+    ids = tokenizer(tf.constant(normalize_texts(texts, where), tf.string))
     ids = ids.to_list() if hasattr(ids, "to_list") else ids  # ragged, or lists off TF
     rows = [np.asarray(row, "int32") for row in ids]
     if add_end:

@@ -10,12 +10,14 @@ import subprocess
 import sys
 import time
 import wave
+import zipfile
 
 import keras
 import numpy as np
 import pytest
 
 from keras_multimodel import evaluation
+from keras_multimodel.cli import main
 from keras_multimodel.cli.config import TrainConfig
 from keras_multimodel.cli.evaluate import evaluate, load_run
 from keras_multimodel.cli.export import export
@@ -173,6 +175,13 @@ def test_validation_data_does_not_autotune(tmp_path, monkeypatch):
     assert autotuned == {"train": True, "validation": False}
 
 
+@INDEPENDENT
+@pytest.mark.parametrize("value", [float("inf"), float("nan"), 0.0, -1e-3])
+def test_the_learning_rate_must_be_finite_and_positive(value):
+    with pytest.raises(InputError, match="--learning_rate must be a finite number > 0"):
+        TrainConfig(learning_rate=value).validate()
+
+
 def test_the_default_learning_rate_scales_with_the_presets_width():
     assert TrainConfig().peak_learning_rate == 0.005  # tiny: 0.04 / sqrt(64)
     assert TrainConfig(preset="base").peak_learning_rate == 0.0025  # 0.04 / sqrt(256)
@@ -213,8 +222,6 @@ def test_resuming_with_other_settings_is_refused(tmp_path):
 
 def test_every_train_setting_is_a_flag_unless_listed_as_not_one():
     import inspect
-
-    from keras_multimodel.cli import main
 
     flagged = inspect.getsource(main.train_config)
     for field in dataclasses.fields(TrainConfig):
@@ -410,6 +417,42 @@ def test_predict_bad_input_gets_one_line_errors(tiny_run, tmp_path):
         predict(run_dir, "parse_en", "")
     with pytest.raises(DataError, match="no trained model at"):
         load_run(tmp_path)
+    # Text that is not UTF-8 (undecodable bytes on the command line arrive as surrogates).
+    with pytest.raises(InputError, match=r"text 0 is not valid UTF-8 \(byte 0xe9 at position 3"):
+        predict(run_dir, "parse_en", os.fsdecode(b"caf\xe9 \xff\xfe"))
+    # A zip archive that is not a Keras model.
+    (tmp_path / "fake").mkdir()
+    with zipfile.ZipFile(tmp_path / "fake" / "model.keras", "w") as archive:
+        archive.writestr("notes.txt", "not a model")
+    with pytest.raises(DataError, match="is not a Keras model file .*without config.json"):
+        predict(tmp_path / "fake", "parse_en", "The earth .")
+
+
+@INDEPENDENT
+def test_export_checks_its_destination_before_any_work(tiny_run, tmp_path, monkeypatch):
+    import keras_multimodel.cli.export as export_command
+
+    def no_loading(model_dir):
+        raise AssertionError("the model was loaded before the destination was checked")
+
+    monkeypatch.setattr(export_command, "load_run", no_loading)
+    with pytest.raises(DataError, match=r"--export_dir /proc/kmm/saved_model: cannot write in"):
+        export(tiny_run, "/proc/kmm/saved_model")
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(DataError, match="exists; give a new directory"):
+        export(tiny_run, tmp_path / "taken")
+
+
+@INDEPENDENT
+def test_each_command_has_its_own_help(capsys):
+    for command, flag, other in (("predict", "--input", "--train_steps"),
+                                 ("train", "--learning_rate", "--export_dir")):  # fmt: skip
+        with pytest.raises(SystemExit) as exit_status:
+            main.run(["keras_multimodel", command, "--help"])
+        assert exit_status.value.code == 0
+        out = capsys.readouterr().out
+        assert out.startswith(f"usage: python -m keras_multimodel {command} [--flags]")
+        assert flag in out and other not in out
 
 
 def test_read_image_converts_colour_and_size(tmp_path):

@@ -76,6 +76,9 @@ cases = {
     "too long text": lambda: call(model, text, text=np.array(["word " * 200])),
     "other image size": lambda: call(model, image, image=np.zeros([1, 32, 32, 1], "uint8")),
     "other channels": lambda: call(model, image, image=np.zeros([1, 28, 28, 3], "uint8")),
+    "2-D text": lambda: call(model, text, text=np.array([["God is love.", "Hi."]] * 2)),
+    "scalar text": lambda: call(model, text, text=np.array("God is love.")),
+    "not UTF-8": lambda: call(model, text, text=np.array([b"caf\xe9 \xff"])),
     "audio length 0": lambda: call(model, "transcribe_speech", waveform=audio["waveform"],
                                    length=np.zeros_like(audio["length"])),
     "audio length beyond": lambda: call(model, "transcribe_speech",
@@ -137,9 +140,9 @@ def bundled_model():
 def exported(bundled_model, tmp_path_factory):
     """Every bundled task exported with greedy decoding, and one with beam search."""
     root = tmp_path_factory.mktemp("export")
-    signatures, names = bundled.serving_options(bundled.PAPER_TASKS)
+    names = bundled.label_names(bundled.PAPER_TASKS)
     bundled_model.export(
-        root / "greedy", input_signatures=signatures, label_names=names, verbose=False
+        root / "greedy", label_names=names, verbose=False
     )
     bundled_model.export(root / "beam", tasks=["translate_en_es"], sampler="beam", verbose=False)
     requests = {}
@@ -162,23 +165,86 @@ def _expected(model, task, sampler="greedy"):
     return model.generate(task, inputs, sampler=sampler)
 
 
-def test_an_export_answers_in_this_process_as_generate_does(bundled_model, tmp_path):
-    """A label task and a text task, exported and loaded here (small shapes)."""
+@pytest.fixture(scope="module")
+def small_export(bundled_model, tmp_path_factory):
+    """A label task and a text task, exported and loaded in this process."""
     import tensorflow as tf
 
     tasks = ["classify_image", "translate_en_es"]
-    signatures, names = bundled.serving_options(tasks)
-    bundled_model.export(
-        tmp_path, tasks=tasks, input_signatures=signatures, label_names=names, verbose=False
-    )
-    served = tf.saved_model.load(str(tmp_path)).signatures
+    path = tmp_path_factory.mktemp("small_export")
+    bundled_model.export(path, tasks=tasks, label_names=bundled.label_names(tasks), verbose=False)
+    return tf.saved_model.load(str(path)).signatures
+
+
+def test_an_export_answers_in_this_process_as_generate_does(bundled_model, small_export):
+    import tensorflow as tf
+
     images = _raw_inputs("classify_image")["image"]
-    answer = served["classify_image"](image=tf.constant(images))
-    assert answer["class_id"].numpy().tolist() == _expected(bundled_model, tasks[0]).tolist()
+    answer = small_export["classify_image"](image=tf.constant(images))
+    expected = _expected(bundled_model, "classify_image")
+    assert answer["class_id"].numpy().tolist() == expected.tolist()
     texts = _raw_inputs("translate_en_es")["text"]
-    answer = served["translate_en_es"](text=tf.constant(texts))
+    answer = small_export["translate_en_es"](text=tf.constant(texts))
     decoded = [text.decode("utf-8") for text in answer["text"].numpy()]
-    assert decoded == _expected(bundled_model, tasks[1])
+    assert decoded == _expected(bundled_model, "translate_en_es")
+
+
+@pytest.mark.parametrize(
+    "task, name, value, message",
+    [
+        # A text signature takes a 1-D batch: a 2-D one must not be answered in part.
+        ("translate_en_es", "text", [["God is love.", "Hi."], ["Good morning.", "Thanks."]],
+         r"tensor text \[2,2\] is not compatible with expected shape \[\?\]"),
+        ("translate_en_es", "text", "God is love.",
+         r"tensor text \[\] is not compatible with expected shape \[\?\]"),
+        ("translate_en_es", "text", [b"caf\xe9 \xff", b"ok"],
+         "text inputs must be valid UTF-8; entry.*0.*is not"),
+        ("classify_image", "image", np.zeros([1, 32, 32, 1], "uint8"),
+         r"tensor image \[1,32,32,1\] is not compatible with expected shape \[\?,28,28,1\]"),
+        ("classify_image", "image", np.zeros([1, 28, 28, 3], "uint8"),
+         r"tensor image \[1,28,28,3\] is not compatible with expected shape \[\?,28,28,1\]"),
+    ],
+)  # fmt: skip
+def test_an_export_refuses_bad_requests_naming_the_expected_shape(
+    small_export, task, name, value, message
+):
+    import tensorflow as tf
+
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        small_export[task](**{name: tf.constant(value)})
+
+
+def test_generate_takes_the_text_containers_users_have(bundled_model):
+    """A list of str, a numpy str array, bytes and a tuple give the same answer."""
+    texts = ["God is love.", "Good morning."]
+    expected = bundled_model.generate("translate_en_es", texts)
+    for given in (np.array(texts), [t.encode() for t in texts], np.array(texts, "S"),
+                  tuple(texts)):  # fmt: skip
+        assert bundled_model.generate("translate_en_es", given) == expected
+    assert bundled_model.generate("translate_en_es", texts[0]) == expected[:1]
+
+
+@pytest.mark.parametrize(
+    "task, inputs, message",
+    [
+        ("translate_en_es", ["caf\udce9"], r"generate\('translate_en_es'\): text 0 is not "
+         r"valid UTF-8 \(byte 0xe9 at position 3\)"),
+        ("translate_en_es", [b"ok", b"caf\xe9 \xff"], r"text 1 is not valid UTF-8 \(byte 0xe9"),
+        ("translate_en_es", ["\ud800"], "text 0 is not valid UTF-8 \\(a lone surrogate"),
+        ("translate_en_es", ["ok", 3], "entry 1 is int 3"),
+        ("translate_en_es", np.array([["a", "b"]]), r"1-D batch of strings.*\(1, 2\)"),
+        ("translate_en_es", None, "`inputs` is None"),
+        ("translate_en_es", [], "the batch is empty"),
+        ("translate_en_es", [1, 2], r"integer token ids of shape \(batch, length\).*shape=\(2,\)"),
+        ("translate_en_es", [[5, 6], [7]], "rows of different shapes"),
+        ("classify_image", np.zeros([1, 32, 32, 1], "uint8"),
+         r"takes images of 28x28 pixels \(the size it was trained on\); received 32x32"),
+    ],
+)  # fmt: skip
+def test_generate_refuses_bad_inputs_in_one_line(bundled_model, task, inputs, message):
+    with pytest.raises(InputError, match=message) as error:
+        bundled_model.generate(task, inputs)
+    assert "\n" not in str(error.value)
 
 
 @pytest.mark.large
@@ -215,7 +281,12 @@ def test_bad_requests_fail_alone_with_clear_errors(exported, served):
     assert outputs["zero batch"] == {"text": [], "token_ids": []}
     assert outputs["zero image batch"]["class_id"] == []
     assert "longer than 64 tokens" in errors["too long text"]
-    assert "other image size" in errors and "other channels" in errors
+    expected_image = "is not compatible with expected shape [?,28,28,1]"
+    assert expected_image in errors["other image size"], errors["other image size"]
+    assert expected_image in errors["other channels"], errors["other channels"]
+    assert "is not compatible with expected shape [?]" in errors["2-D text"]
+    assert "is not compatible with expected shape [?]" in errors["scalar text"]
+    assert "text inputs must be valid UTF-8" in errors["not UTF-8"]
     assert "below 1 sample" in errors["audio length 0"]
     assert "beyond the end of its waveform" in errors["audio length beyond"]
     assert "must be finite" in errors["audio NaN"]

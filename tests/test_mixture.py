@@ -212,6 +212,22 @@ def test_bad_arguments_get_clear_errors(rng, kwargs, message):
         kmm.data.mixture(**arguments)
 
 
+def test_an_empty_dataset_is_an_error_naming_its_task(rng):
+    """Not an empty stream: `fit` would get nothing, `next` a bare StopIteration."""
+    tasks = make_tasks()
+    datasets = make_datasets(rng)
+    empty = {  # of known size 0, and of unknown size (probed)
+        "known": datasets["label"].take(0),
+        "unknown": datasets["label"].filter(lambda image, label: label > 5),
+    }
+    for dataset in empty.values():
+        with pytest.raises(ValueError, match="the dataset of task 'label' is empty"):
+            kmm.data.mixture({"label": dataset, "copy": datasets["copy"]}, 4, tasks)
+    # Without repeating, a group with fewer examples than its sub-batch has no batch.
+    with pytest.raises(ValueError, match="has 3 examples, fewer than its sub-batch of 4"):
+        kmm.data.mixture({"label": datasets["label"].take(3)}, 4, tasks, repeat=False)
+
+
 def test_a_mixture_without_autotuning_gives_the_same_batches(rng):
     datasets = make_datasets(rng)
 
@@ -301,6 +317,8 @@ def _dataset(inputs, targets):
          r"channel axis.*Image\(channels=1\)"),
         ((Image(channels=1), ClassLabel(3)), np.zeros((4, 8, 8, 1), "int32"),
          np.zeros(4, "int32"), "uint8 pixels"),
+        ((Image(channels=1, image_size=(6, 6)), ClassLabel(3)), np.zeros((4, 8, 8, 1), "uint8"),
+         np.zeros(4, "int32"), r"shape \(6, 6, 1\).*gives shape=\(8, 8, 1\).*Resize the images"),
         ((Image(channels=1), ClassLabel(3)), np.zeros((4, 8, 8, 1), "uint8"),
          np.zeros(4, "float32"), "targets must be one integer class id.*dtype=float32"),
         ((Image(channels=1), ClassLabel(3)), np.zeros((4, 8, 8, 1), "uint8"),

@@ -104,6 +104,8 @@ def test_modalities_share_nets_by_settings():
         (lambda: Text(vocab_size=1), "vocab_size"),
         (lambda: Text(10, end_token_id=0), "end_token_id"),
         (lambda: Image(channels=0), "channels"),
+        (lambda: Image(image_size=28), r"`image_size` must be None or \(height, width\)"),
+        (lambda: Image(image_size=(28, 0)), "two positive ints; received"),
         (lambda: ClassLabel(1), "num_classes"),
         (lambda: Audio(frame_step=0), "frame_step"),
         (lambda: kmm.modalities.get("smell"), "Registered modalities"),

@@ -297,7 +297,7 @@ def test_generate_labels_returns_class_ids(rng):
         ("label", np.zeros((2, 16, 16, 3), "uint8"), {}, r"\(batch, height, width, 1\)"),
         ("copy", np.zeros((2, 16, 16, 1), "uint8"), {}, "integer token ids.*looks like images"),
         ("copy", np.ones((2, 4), "float32"), {}, "integer token ids"),
-        ("copy", np.ones((2, 40), "int32"), {}, "exceed the configured maximum max_length=16"),
+        ("copy", np.ones((2, 40), "int32"), {}, "exceeds the configured maximum max_length=16"),
         ("copy", np.full((1, 4), 99, "int32"), {}, r"token ids in \[0, 30\)"),
         ("copy", np.ones((1, 4), "int32"), {"max_length": 17}, r"max_length.*\[1, 16\]"),
         ("copy", np.ones((1, 4), "int32"), {"sampler": "top_p"}, "unknown sampler"),

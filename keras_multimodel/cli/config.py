@@ -84,9 +84,13 @@ class TrainConfig:
                      "num_buckets", "validation_steps"):  # fmt: skip
             check_positive(name, getattr(self, name))
         if self.learning_rate is not None and (
-            not isinstance(self.learning_rate, (int, float)) or not self.learning_rate > 0
+            not isinstance(self.learning_rate, (int, float))
+            or not math.isfinite(self.learning_rate)
+            or not self.learning_rate > 0
         ):
-            raise InputError(f"--learning_rate must be > 0; received {self.learning_rate!r}")
+            raise InputError(
+                f"--learning_rate must be a finite number > 0; received {self.learning_rate!r}"
+            )
         if self.seed < 0:
             raise InputError(f"--seed must be >= 0; received {self.seed}")
         if self.distribution not in DISTRIBUTIONS:

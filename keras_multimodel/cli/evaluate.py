@@ -12,6 +12,8 @@ from keras_multimodel.data import bundled
 from keras_multimodel.data.bundled.record import DECODINGS
 from keras_multimodel.errors import DataError, InputError
 
+KERAS_FILE_MEMBERS = ("config.json", "model.weights.h5")  # what keras.saving writes
+
 
 def load_run(model_dir):
     """The trained model of a `train` run and its settings; one-line errors otherwise."""
@@ -27,8 +29,14 @@ def load_run(model_dir):
     try:  # a .keras file is a zip archive: check every member's CRC before loading
         with zipfile.ZipFile(path) as archive:
             damaged = archive.testzip()
+            missing = [name for name in KERAS_FILE_MEMBERS if name not in archive.namelist()]
     except (zipfile.BadZipFile, EOFError) as error:
-        damaged = f"not a complete archive: {error}"
+        damaged, missing = f"not a complete archive: {error}", []
+    if damaged is None and missing:
+        raise DataError(
+            f"{path} is not a Keras model file (a zip archive without {', '.join(missing)}); "
+            "point --model_dir at the --output_dir of a train run"
+        )
     if damaged is not None:
         raise DataError(
             f"{path} is damaged ({damaged}); train again into a new --output_dir, or restore "

@@ -3,6 +3,7 @@
 import os
 import pathlib
 import shutil
+import tempfile
 
 from keras_multimodel.cli.evaluate import check_sampler, decoding_of, load_run
 from keras_multimodel.data import bundled
@@ -18,16 +19,15 @@ def export(model_dir, export_dir, tasks=None, sampler=None):
     renamed into place, so `export_dir` is complete or absent.
     """
     check_sampler(sampler)
+    export_dir = pathlib.Path(export_dir)
+    _check_writable(export_dir)
     model, _ = load_run(model_dir)
     known = [task.name for task in model.tasks]
     tasks = list(tasks or known)
     unknown = [name for name in tasks if name not in known]
     if unknown:
         raise DataError(f"unknown task(s) {', '.join(unknown)}; this model has {', '.join(known)}")
-    export_dir = pathlib.Path(export_dir)
-    if export_dir.exists():
-        raise DataError(f"--export_dir {export_dir} exists; give a new directory")
-    signatures, names = bundled.serving_options(tasks)
+    names = bundled.label_names(tasks)
     samplers = {name: decoding_of(bundled.get(name), sampler) for name in tasks}
     staging = export_dir.with_name(f".{export_dir.name}.tmp-{os.getpid()}")
     try:
@@ -35,7 +35,6 @@ def export(model_dir, export_dir, tasks=None, sampler=None):
             staging,
             tasks=tasks,
             sampler=samplers,
-            input_signatures=signatures,
             label_names=names,
             verbose=False,
         )
@@ -49,3 +48,19 @@ def export(model_dir, export_dir, tasks=None, sampler=None):
         for name in tasks
     )
     print(f"Exported {decodings} to {export_dir}.")
+
+
+def _check_writable(export_dir):
+    """A one-line error unless `export_dir` is new and its parent can be written to
+    (checked before any work: the SavedModel is written beside it, then renamed)."""
+    if export_dir.exists():
+        raise DataError(f"--export_dir {export_dir} exists; give a new directory")
+    parent = export_dir.absolute().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryDirectory(dir=parent, prefix=f".{export_dir.name}.").cleanup()
+    except OSError as error:
+        raise DataError(
+            f"--export_dir {export_dir}: cannot write in {parent} ({error.strerror or error}); "
+            "give a directory you can write to"
+        ) from None

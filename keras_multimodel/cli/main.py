@@ -16,7 +16,24 @@ from keras_multimodel.data.mixture import STRATEGIES
 from keras_multimodel.data.tokenizer import MODEL_TYPES
 from keras_multimodel.errors import InputError
 
-COMMANDS = ("train", "evaluate", "predict", "export", "demo")
+COMMANDS = {
+    "train": "train one MultiModel on bundled tasks; a killed run resumes when started "
+    "again with the same --output_dir.",
+    "evaluate": "per-task test metrics of a trained run, beside simple baselines.",
+    "predict": "decode one input: an image or WAV file, or text.",
+    "export": "write a trained run as a SavedModel, one serving signature per task.",
+    "demo": "train ConvBlock, AttentionBlock and MoELayer on a digit-sorting task.",
+}
+COMMAND_FLAGS = {  # what `<command> --help` lists
+    "train": ("output_dir", "tasks", "preset", "train_steps", "steps_per_epoch", "batch_size",
+              "data_size", "mixing", "vocabulary_size", "tokenizer", "learning_rate", "seed",
+              "distribution"),
+    "evaluate": ("model_dir", "max_examples", "skip_unavailable", "sampler"),
+    "predict": ("model_dir", "task", "input", "sampler"),
+    "export": ("model_dir", "export_dir", "tasks", "sampler"),
+    "demo": ("output_dir", "steps_per_epoch", "batch_size", "epochs"),
+}  # fmt: skip
+HELP_ARGS = ("--help", "-h", "-?", "--helpshort")
 FLAGS = flags.FLAGS
 _TRAIN, _DEMO = TrainConfig(), DemoConfig()
 
@@ -170,6 +187,17 @@ def _run(command):
         )
 
 
+def command_help(command):
+    """The help of one command: what it does and its flags with their defaults."""
+    lines = [f"usage: python -m keras_multimodel {command} [--flags]", "", COMMANDS[command], ""]
+    for name in COMMAND_FLAGS[command]:
+        flag = FLAGS[name]
+        default = ",".join(flag.default) if isinstance(flag.default, list) else flag.default
+        lines.append(f"  --{name}: {flag.help} (default: {default})")
+    lines += ["", "`python -m keras_multimodel --helpfull` lists every flag."]
+    return "\n".join(lines)
+
+
 def main(argv):
     if len(argv) != 2 or argv[1] not in COMMANDS:
         given = " ".join(argv[1:]) or "nothing"
@@ -183,5 +211,11 @@ def main(argv):
         sys.exit(f"error: {error}")
 
 
-def run():
-    app.run(main)
+def run(argv=None):
+    """The command line's entry point: `<command> --help` prints that command's
+    help; anything else goes to absl (`--helpfull` lists every flag)."""
+    argv = sys.argv if argv is None else argv
+    if len(argv) > 1 and argv[1] in COMMANDS and any(a in HELP_ARGS for a in argv[2:]):
+        print(command_help(argv[1]))
+        sys.exit(0)
+    app.run(main, argv=argv)

@@ -179,6 +179,9 @@ def mixture(
 ):
     """Mixes per-task datasets into the batches `MultiModel.fit` consumes.
 
+    An empty dataset is an error naming its task (one of unknown size is probed for
+    its first example, so it is read once more from the start).
+
     Each element is `{group: {"inputs", "targets", "task_id"}}` with one sub-batch per
     group of tasks present in `datasets` (tasks sharing input and target nets; see
     `MultiModel.groups`). Group g gets `round(batch_size * rate_g)` examples (at
@@ -263,6 +266,7 @@ def mixture(
                 f"mixture: the dataset of task {name!r} must be a tf.data.Dataset of "
                 f"(inputs, targets) examples; received {type(dataset).__name__}."
             )
+        _check_not_empty(name, dataset)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InputError(f"mixture: `batch_size` must be a positive int; got {batch_size!r}.")
     multiple = batch_multiple
@@ -309,6 +313,8 @@ def mixture(
                 stop_on_empty_dataset=True,
             )
         size = sub_batch_size(batch_size, group_rate, batch_multiple)
+        if not repeat:
+            _check_one_batch(group, {name: datasets[name] for name in names}, size)
         groups[group] = stream.padded_batch(size, drop_remainder=True)
         limits[group] = _flat_limits(stream.element_spec, max_lengths)
         members[group] = (names, [rates[name] / group_rate for name in names], size)
@@ -388,6 +394,31 @@ def sub_batch_size(batch_size, rate, batch_multiple=1):
     (16, 8)
     """
     return batch_multiple * max(1, round(batch_size * rate / batch_multiple))
+
+
+def _check_not_empty(name, dataset):
+    """An InputError naming the task unless its dataset has an example (a dataset
+    of unknown size is probed for its first one)."""
+    size = int(dataset.cardinality())
+    if size == tf.data.UNKNOWN_CARDINALITY:
+        size = sum(1 for _ in dataset.take(1))
+    if size == 0:
+        raise InputError(
+            f"mixture: the dataset of task {name!r} is empty; give it examples, or leave "
+            "the task out of `datasets`."
+        )
+
+
+def _check_one_batch(group, datasets, size):
+    """With `repeat=False`, an InputError unless a group's tasks of known size hold
+    at least one sub-batch (the mixture would end before its first batch)."""
+    sizes = {name: int(dataset.cardinality()) for name, dataset in datasets.items()}
+    if all(n >= 0 for n in sizes.values()) and sum(sizes.values()) < size:
+        raise InputError(
+            f"mixture: with repeat=False, group {group!r} ({', '.join(sizes)}) has "
+            f"{sum(sizes.values())} examples, fewer than its sub-batch of {size}, so there "
+            "would be no batch at all; lower `batch_size`, or give it more examples."
+        )
 
 
 def check_dataset(task, dataset):

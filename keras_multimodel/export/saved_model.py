@@ -154,6 +154,10 @@ def _serving_function(model, task, sampler, core_of, sentence_piece, spec, names
     core = core_of(decoding)  # shared by the tasks of a group: the command is an input
 
     def serve(*tensors):
+        # A signature does not check the shapes it declares (a (None,) text input
+        # would take a 2-D tensor and answer a part of it): each input is checked
+        # here, and a wrong shape fails naming the input, its shape and the expected.
+        tensors = [tf.ensure_shape(t, spec[k].shape) for k, t in zip(keys, tensors, strict=True)]
         raw = dict(zip(keys, tensors, strict=True))
         batch = tf.shape(tensors[0])[0]
         # A batch of zero is decoded as one stand-in example, then sliced away: the

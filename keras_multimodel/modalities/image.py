@@ -23,7 +23,10 @@ class Image(Modality):
     """Image modality net (input only): raw pixels to a sequence of positions.
 
     The bottom takes `(batch, height, width, channels)` images, uint8 or float, of
-    any fixed size, standardises each image inside the model (zero mean, unit
+    one size per batch (any size, or exactly `image_size` when it is set: a task
+    trained at one size refuses other sizes in `generate`, in datasets and in its
+    SavedModel signature, rather than answer off its training distribution; resize
+    them first), standardises each image inside the model (zero mean, unit
     variance, so uint8 `[0, 255]` and float `[0, 1]` pixels give the same
     features and serving takes raw pixels), then runs the entry flow: two 3x3
     convolutions (the first with stride 2) and `num_blocks` residual blocks of two
@@ -43,6 +46,8 @@ class Image(Modality):
             height and of the width (0: none).
         random_flip: mirror half the training images left to right.
         seed: seed of the random shifts and flips.
+        image_size: `(height, width)` every image must have, or None (the
+            default) for any size.
         **kwargs: `Modality` arguments.
 
     Example:
@@ -57,9 +62,29 @@ class Image(Modality):
     is_sequence = False
 
     def __init__(
-        self, channels=3, num_blocks=2, random_shift=0.0, random_flip=False, seed=None, **kwargs
+        self,
+        channels=3,
+        num_blocks=2,
+        random_shift=0.0,
+        random_flip=False,
+        seed=None,
+        image_size=None,
+        **kwargs,
     ):
         super().__init__(**kwargs)
+        if image_size is not None:
+            if (
+                not isinstance(image_size, (tuple, list))
+                or len(image_size) != 2
+                or not all(
+                    isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in image_size
+                )
+            ):
+                raise InputError(
+                    "Image: `image_size` must be None or (height, width), two positive ints; "
+                    f"received {image_size!r}."
+                )
+            image_size = tuple(image_size)
         for arg, value in (("channels", channels), ("num_blocks", num_blocks)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InputError(f"Image: `{arg}` must be a positive int; received {value!r}.")
@@ -77,6 +102,7 @@ class Image(Modality):
         self.random_shift = float(random_shift)
         self.random_flip = random_flip
         self.seed = seed
+        self.image_size = image_size
 
     def build(self, input_shape=None):
         d = self._require_hidden_size()
@@ -163,6 +189,12 @@ class Image(Modality):
                     else ""
                 )
             )
+        if not _fits(shape[1:3], self.image_size):
+            raise InputError(
+                f"Task {task_name!r} takes images of {_size(self.image_size)} pixels (the size "
+                f"it was trained on); received {_size(shape[1:3])}. Resize them first (e.g. "
+                "`tf.image.resize`); `predict` resizes image files itself."
+            )
         check_finite(inputs, task_name, "pixels")
         return ops.convert_to_tensor(inputs)
 
@@ -183,6 +215,12 @@ class Image(Modality):
                 f"Build the task with Image(channels={spec.shape[-1]}), or convert the images "
                 f"to {c} channels."
             )
+        elif not _fits(spec.shape[:2], self.image_size):
+            expected = (
+                f"an image of shape {(*self.image_size, c)} (Image(image_size="
+                f"{self.image_size}))"
+            )
+            fix = "Resize the images (e.g. `tf.image.resize`) to the task's `image_size`."
         else:
             return
         raise spec_error(task_name, role, expected, spec, fix)
@@ -190,7 +228,7 @@ class Image(Modality):
     def serving_spec(self, sentence_piece=None):
         import tensorflow as tf
 
-        shape = [None, None, None, self.channels]
+        shape = [None, *(self.image_size or (None, None)), self.channels]
         return {"image": tf.TensorSpec(shape, tf.uint8, name="image")}
 
     def serving_inputs(self, raw, sentence_piece=None):
@@ -208,6 +246,19 @@ class Image(Modality):
                 "random_shift": self.random_shift,
                 "random_flip": self.random_flip,
                 "seed": self.seed,
+                "image_size": self.image_size,
             }
         )
         return config
+
+
+def _size(height_width):
+    """`28x28` (None as `?`)."""
+    return "x".join("?" if v is None else str(v) for v in height_width)
+
+
+def _fits(height_width, image_size):
+    """Whether a `(height, width)` (None: unknown) can be `image_size` (None: any)."""
+    return image_size is None or all(
+        v is None or v == size for v, size in zip(height_width, image_size, strict=True)
+    )

@@ -29,7 +29,7 @@ def check_token_ids(inputs, task_name, what, vocab_size, max_length, hint=""):
         )
     if shape[1] is not None and shape[1] > max_length:
         raise InputError(
-            f"Task {task_name!r}: {what} of length {shape[1]} exceed the configured maximum "
+            f"Task {task_name!r}: {what} of length {shape[1]} exceeds the configured maximum "
             f"max_length={max_length}. Shorten them, or build the modality with a larger "
             "`max_length`."
         )
@@ -181,10 +181,25 @@ class Text(Modality):
                 ),
             ]
         else:
-            tokens = sentence_piece.tokenize(raw["text"])  # ragged (B, None)
+            text = raw["text"]
+            # Text must be UTF-8, as in `generate` and the command line: a string that
+            # transcoding would change has bytes that are not.
+            utf8 = tf.equal(
+                tf.strings.unicode_transcode(text, "UTF-8", "UTF-8", errors="replace"), text
+            )
+            first_bad = tf.reduce_min(
+                tf.concat([tf.cast(tf.where(~utf8)[:, 0], tf.int32), tf.shape(text)], axis=0)
+            )
+            checks = [
+                tf.debugging.Assert(
+                    tf.reduce_all(utf8),
+                    ["text inputs must be valid UTF-8; entry", first_bad,
+                     "is not: decode it with its own encoding and send UTF-8"],
+                )
+            ]  # fmt: skip
+            tokens = sentence_piece.tokenize(text)  # ragged (B, None)
             lengths = tf.cast(tokens.row_lengths(), tf.int32)
             ids = tokens.to_tensor()
-            checks = []
         checks.append(
             tf.debugging.assert_less_equal(
                 tf.shape(ids)[1],

@@ -10,7 +10,7 @@ from keras import ops
 from keras_multimodel.errors import InputError
 from keras_multimodel.modalities import Text
 from keras_multimodel.models.compiling import compile_function
-from keras_multimodel.tokenization import ids_to_texts, pad_rows, texts_to_ids
+from keras_multimodel.tokenization import ids_to_texts, is_texts, pad_rows, texts_to_ids
 
 SAMPLERS = {
     "greedy": lambda: keras_hub.samplers.GreedySampler(),
@@ -176,20 +176,33 @@ class GenerationMixin:
         return Decoding(decode, tuple(sampler.variables), key)
 
     def _tokenize_inputs(self, task_name, input_net, inputs):
-        """Strings -> padded token ids for text inputs, when the model has a tokenizer."""
-        if isinstance(inputs, str):
-            inputs = [inputs]
-        is_text = isinstance(inputs, (list, tuple)) and inputs and isinstance(inputs[0], str)
-        if not is_text:
-            return inputs
-        if self.tokenizer is None or not isinstance(input_net, Text):
+        """Raw inputs in canonical containers: texts (str, UTF-8 bytes, lists or numpy
+        arrays of them) -> padded token ids when the model has a tokenizer; lists of
+        numbers -> numpy arrays; None, an empty list and ragged lists are errors."""
+        where = f"generate({task_name!r})"
+        if inputs is None:
             raise InputError(
-                f"Task {task_name!r} received strings; only text tasks of a model built with a "
-                "`tokenizer` take strings (give token ids otherwise)."
+                f"{where}: `inputs` is None; give a batch of the task's inputs (e.g. a list "
+                "of strings for a text task, a uint8 array of images)."
             )
-        if not all(isinstance(text, str) for text in inputs):
-            raise InputError(f"Task {task_name!r}: mix of strings and other inputs: {inputs!r}.")
-        return pad_rows(texts_to_ids(self.tokenizer, inputs, add_end=False))
+        if is_texts(inputs):
+            if self.tokenizer is None or not isinstance(input_net, Text):
+                raise InputError(
+                    f"Task {task_name!r} received strings; only text tasks of a model built "
+                    "with a `tokenizer` take strings (give token ids otherwise)."
+                )
+            return pad_rows(texts_to_ids(self.tokenizer, inputs, False, f"{where}: text"))
+        if isinstance(inputs, (list, tuple)):
+            if not inputs:
+                raise InputError(f"{where}: the batch is empty; give at least one input.")
+            try:
+                return np.asarray(inputs)
+            except ValueError:
+                raise InputError(
+                    f"{where}: `inputs` is a list of rows of different shapes; give one array "
+                    "(pad token ids with 0 to one length), or a list of strings for text."
+                ) from None
+        return inputs
 
     def _commands(self, inputs, command):
         """The command token's embedding for every example: `(B, 1, d)`."""

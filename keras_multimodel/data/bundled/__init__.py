@@ -104,13 +104,10 @@ def make_tasks(tokenizer, tasks=PAPER_TASKS, data_size="small"):
     return [record.make_task(text) for record in records]
 
 
-def serving_options(tasks):
-    """`(input_signatures, label_names)` of bundled `tasks` for `MultiModel.export`:
-    the raw inputs their records fix (e.g. the image size) and their class names."""
+def label_names(tasks):
+    """`{task: [class names]}` of the bundled label `tasks`, for `MultiModel.export`."""
     records = [get(name) for name in tasks]
-    signatures = {r.name: r.inputs.serving_spec() for r in records if r.inputs.serving_spec()}
-    names = {r.name: list(r.targets.label_names) for r in records if r.targets.label_names}
-    return signatures, names
+    return {r.name: list(r.targets.label_names) for r in records if r.targets.label_names}
 
 
 def load(task, split, tokenizer=None, data_size="small", max_length=None):
@@ -160,12 +157,12 @@ __all__ = [
     "TextFormat",
     "cache_dir",
     "get",
+    "label_names",
     "load",
     "load_examples",
     "make_tasks",
     "names",
     "register",
-    "serving_options",
     "shared_text",
     "training_texts",
     "unregister",

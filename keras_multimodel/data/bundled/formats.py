@@ -63,11 +63,6 @@ class Format:
         """A short readable form of one example or output."""
         return str(value)
 
-    def serving_spec(self):
-        """Raw serving inputs of this side when they differ from the modality's
-        default (`Modality.serving_spec`), e.g. a fixed image size; else None."""
-        return None
-
     @property
     def label_names(self):
         """Class names of a label side; None otherwise."""
@@ -89,7 +84,7 @@ class ImageFormat(Format):
     def modality(self, text):
         from keras_multimodel.modalities import Image
 
-        return Image(channels=self.shape[-1], **self.augmentation)
+        return Image(channels=self.shape[-1], image_size=self.shape[:2], **self.augmentation)
 
     def dataset_values(self, values, role, tokenizer, max_length, where):
         return np.asarray(values, "uint8")
@@ -105,11 +100,6 @@ class ImageFormat(Format):
 
     def show(self, value):
         return f"<image {'x'.join(map(str, np.shape(value)))}>"
-
-    def serving_spec(self):
-        import tensorflow as tf
-
-        return {"image": tf.TensorSpec([None, *self.shape], tf.uint8, name="image")}
 
 
 class AudioFormat(Format):
