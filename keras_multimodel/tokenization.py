@@ -34,13 +34,16 @@ def is_texts(values):
 def normalize_texts(texts, where="text"):
     r"""A batch of texts -> a list of `str`, the one rule for text everywhere.
 
-    Takes a str or bytes (one text), or a list, tuple or 1-D numpy array of them.
+    Takes a str or bytes (one text), or a list, tuple, other iterable (not a set or
+    dict), 1-D numpy array or 1-D eager `tf.Tensor` of them.
     Bytes must be UTF-8; a str must encode as UTF-8 (no lone surrogates, which is
     how Python keeps undecodable bytes of a file name or command line). Anything
     else is an `InputError` naming `where`, what was expected and what came.
 
     >>> normalize_texts([b"caf\xc3\xa9", "tea"])
     ['café', 'tea']
+    >>> normalize_texts(text.lower() for text in ["Tea"])
+    ['tea']
     >>> normalize_texts([b"caf\xe9"])  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
@@ -48,6 +51,8 @@ def normalize_texts(texts, where="text"):
     """
     if isinstance(texts, (str, bytes)):
         texts = [texts]
+    if hasattr(texts, "numpy") and callable(texts.numpy):  # an eager tf.Tensor
+        texts = np.asarray(texts.numpy())
     if isinstance(texts, np.ndarray):
         if texts.ndim != 1:
             raise InputError(
@@ -55,6 +60,8 @@ def normalize_texts(texts, where="text"):
                 f"{texts.shape}. Flatten it, or give a list of strings."
             )
         texts = texts.tolist()
+    if not isinstance(texts, (list, tuple, set, dict)) and hasattr(texts, "__iter__"):
+        texts = list(texts)  # a generator, a pandas Series, ...
     if not isinstance(texts, (list, tuple)):
         raise InputError(
             f"{where} must be a string or a list of strings; received {type(texts).__name__}."

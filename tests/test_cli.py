@@ -247,6 +247,28 @@ def test_a_run_saved_before_a_setting_existed_resumes_with_what_it_used(tmp_path
     assert resumed_config(tmp_path / "new", TrainConfig()).tokenizer == "bpe"
 
 
+@pytest.mark.large
+@pytest.mark.backends("jax", reason="only JAX keeps compiled programs across processes")
+def test_a_second_predict_reads_its_programs_from_the_compilation_cache(tiny_run, tmp_path):
+    def predict_in_a_new_process(cache, *flags):
+        env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_COMPILATION_CACHE_DIR": str(cache)}
+        args = ["predict", f"--model_dir={tiny_run}", "--task=parse_en", "--input=Hi .", *flags]
+        done = subprocess.run(
+            [sys.executable, "-m", "keras_multimodel", *args],
+            env=env, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+        entries = sorted(p.name for p in cache.iterdir()) if cache.exists() else []
+        return done.stdout.splitlines()[-1], entries
+
+    first, written = predict_in_a_new_process(tmp_path / "cache")
+    assert written, "the first predict kept no compiled program"
+    second, read = predict_in_a_new_process(tmp_path / "cache")
+    assert (second, read) == (first, written)  # the same answer, no new program
+    third, none = predict_in_a_new_process(tmp_path / "off", "--nocompilation_cache")
+    assert (third, none) == (first, [])
+
+
 def test_a_tiny_run_evaluates_predicts_and_exports(tiny_run, tmp_path, capsys):
     """train -> evaluate -> predict -> export, in this process, on every backend."""
     from PIL import Image
@@ -426,6 +448,19 @@ def test_predict_bad_input_gets_one_line_errors(tiny_run, tmp_path):
         archive.writestr("notes.txt", "not a model")
     with pytest.raises(DataError, match="is not a Keras model file .*without config.json"):
         predict(tmp_path / "fake", "parse_en", "The earth .")
+    # A Keras model that is not a MultiModel.
+    (tmp_path / "other").mkdir()
+    other = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    other.save(tmp_path / "other" / "model.keras")
+    with pytest.raises(DataError, match="holds a Sequential, not a keras_multimodel MultiModel"):
+        load_run(tmp_path / "other")
+    # A bundled image task saved without `image_size` takes its record's size.
+    model, _ = load_run(run_dir)
+    model.nets_of("classify_image")[0].image_size = None
+    (tmp_path / "unsized").mkdir()
+    model.save(tmp_path / "unsized" / "model.keras")
+    unsized, _ = load_run(tmp_path / "unsized")
+    assert unsized.nets_of("classify_image")[0].image_size == (28, 28)
 
 
 @INDEPENDENT
@@ -453,6 +488,8 @@ def test_each_command_has_its_own_help(capsys):
         out = capsys.readouterr().out
         assert out.startswith(f"usage: python -m keras_multimodel {command} [--flags]")
         assert flag in out and other not in out
+    assert not main._asks_for_help(["--input", "-h"])  # the text "-h"
+    assert main._asks_for_help(["--input=-h", "-h"])
 
 
 def test_read_image_converts_colour_and_size(tmp_path):

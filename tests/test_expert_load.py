@@ -45,6 +45,10 @@ def test_expert_load_counts_top_k_choices_of_each_tasks_real_tokens(rng):
     assert (load.counts[copy] > 0).sum() >= 2  # at least two experts (top-2)
 
 
+@pytest.mark.backends(
+    "tensorflow", reason="backend-independent checks, and the model's task-id check runs "
+    "after an eager call (seconds on TensorFlow, most of a minute on JAX)"
+)
 def test_expert_load_refuses_what_it_cannot_read(rng):
     model = make_model()
     with pytest.raises(InputError, match="expected a MultiModel"):

@@ -357,6 +357,12 @@ def test_score_gives_teacher_forced_token_counts_accuracy_and_log_likelihood(rng
     assert int(sums["tokens"]) == real.sum()
     np.testing.assert_allclose(sums["log_likelihood"], picked[real].sum(), rtol=1e-4)
     assert int(sums["correct"]) == (logits.argmax(-1) == targets)[real].sum()
+    # `examples`: only the first rows count; the others pad the batch.
+    first = model.score("reverse", inputs, targets, examples=1)
+    assert int(first["tokens"]) == real[0].sum()
+    np.testing.assert_allclose(first["log_likelihood"], picked[0][real[0]].sum(), rtol=1e-4)
+    with pytest.raises(ValueError, match=r"`examples` must be an int in \[1, "):
+        model.score("reverse", inputs, targets, examples=0)
     labels = model.score("label", batch["image_to_class_label"]["inputs"], np.array([1, 3]))
     assert int(labels["tokens"]) == 2 and labels["log_likelihood"] < 0
     with pytest.raises(ValueError, match="integer class or token ids"):

@@ -11,6 +11,8 @@ from keras_multimodel.cli.train import MODEL_FILE, SETTINGS_FILE
 from keras_multimodel.data import bundled
 from keras_multimodel.data.bundled.record import DECODINGS
 from keras_multimodel.errors import DataError, InputError
+from keras_multimodel.modalities import Image
+from keras_multimodel.models import MultiModel
 
 KERAS_FILE_MEMBERS = ("config.json", "model.weights.h5")  # what keras.saving writes
 
@@ -44,7 +46,33 @@ def load_run(model_dir):
         )
     settings_path = model_dir / SETTINGS_FILE
     settings = json.loads(settings_path.read_text()) if settings_path.exists() else {}
-    return keras.saving.load_model(path), settings
+    try:
+        model = keras.saving.load_model(path)
+    except (ValueError, TypeError, KeyError, OSError) as error:
+        raise DataError(
+            f"{path} could not be loaded as a model ({type(error).__name__}: {error}); point "
+            "--model_dir at the --output_dir of a train run"
+        ) from None
+    if not isinstance(model, MultiModel):
+        raise DataError(
+            f"{path} holds a {type(model).__name__}, not a keras_multimodel MultiModel; point "
+            "--model_dir at the --output_dir of a train run"
+        )
+    _use_bundled_image_sizes(model)
+    return model, settings
+
+
+def _use_bundled_image_sizes(model):
+    """A bundled image task whose `Image` was saved without `image_size` takes the
+    size its record was trained on, so every entry point refuses other sizes alike."""
+    registered = set(bundled.names())
+    for task in model.tasks:
+        input_net = model.nets_of(task.name)[0]
+        if task.name not in registered or not isinstance(input_net, Image):
+            continue
+        image_format = bundled.get(task.name).inputs
+        if input_net.image_size is None and isinstance(image_format, bundled.ImageFormat):
+            input_net.image_size = tuple(image_format.shape[:2])
 
 
 def _batches(examples, batch_size):
@@ -96,13 +124,13 @@ def teacher_forced(model, record, inputs, targets, batch_size=64):
     input_net, target_net = model.nets_of(record.name)
     totals = {"tokens": 0.0, "correct": 0.0, "log_likelihood": 0.0}
     pairs = list(zip(inputs, targets, strict=True))
-    for start in range(0, len(pairs), batch_size):
-        chunk = pairs[start : start + batch_size]  # scores are sums: no padding examples
+    for chunk, count in _batches(pairs, batch_size):  # one shape: one compiled program
         batch_inputs = record.inputs.model_inputs([x for x, _ in chunk], input_net, model.tokenizer)
         batch_targets = record.targets.model_targets(
             [y for _, y in chunk], target_net, model.tokenizer
         )
-        for name, value in model.score(record.name, batch_inputs, batch_targets).items():
+        sums = model.score(record.name, batch_inputs, batch_targets, examples=count)
+        for name, value in sums.items():
             totals[name] += float(value)
     accuracy = totals["correct"] / totals["tokens"]
     nll = -totals["log_likelihood"] / totals["tokens"]

@@ -29,6 +29,7 @@ def export(model_dir, export_dir, tasks=None, sampler=None):
         raise DataError(f"unknown task(s) {', '.join(unknown)}; this model has {', '.join(known)}")
     names = bundled.label_names(tasks)
     samplers = {name: decoding_of(bundled.get(name), sampler) for name in tasks}
+    export_dir.absolute().parent.mkdir(parents=True, exist_ok=True)
     staging = export_dir.with_name(f".{export_dir.name}.tmp-{os.getpid()}")
     try:
         described = model.export(
@@ -51,16 +52,24 @@ def export(model_dir, export_dir, tasks=None, sampler=None):
 
 
 def _check_writable(export_dir):
-    """A one-line error unless `export_dir` is new and its parent can be written to
-    (checked before any work: the SavedModel is written beside it, then renamed)."""
+    """A one-line error unless `export_dir` is new and can be created (checked before
+    any work, and without creating anything: the SavedModel is written beside it,
+    then renamed)."""
     if export_dir.exists():
         raise DataError(f"--export_dir {export_dir} exists; give a new directory")
-    parent = export_dir.absolute().parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryDirectory(dir=parent, prefix=f".{export_dir.name}.").cleanup()
-    except OSError as error:
+    existing = export_dir.absolute().parent
+    while not existing.exists():
+        existing = existing.parent
+    problem = None
+    if not existing.is_dir():
+        problem = "not a directory"
+    else:
+        try:
+            tempfile.TemporaryDirectory(dir=existing, prefix=".kmm-export-check-").cleanup()
+        except OSError as error:
+            problem = error.strerror or str(error)
+    if problem:
         raise DataError(
-            f"--export_dir {export_dir}: cannot write in {parent} ({error.strerror or error}); "
+            f"--export_dir {export_dir}: cannot write in {existing} ({problem}); "
             "give a directory you can write to"
-        ) from None
+        )

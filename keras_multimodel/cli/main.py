@@ -10,6 +10,7 @@ import sys
 
 from absl import app, flags
 
+from keras_multimodel.cli.compilation_cache import use_compilation_cache
 from keras_multimodel.cli.config import DISTRIBUTIONS, DemoConfig, TrainConfig
 from keras_multimodel.data.bundled import DATA_SIZES
 from keras_multimodel.data.mixture import STRATEGIES
@@ -27,10 +28,11 @@ COMMANDS = {
 COMMAND_FLAGS = {  # what `<command> --help` lists
     "train": ("output_dir", "tasks", "preset", "train_steps", "steps_per_epoch", "batch_size",
               "data_size", "mixing", "vocabulary_size", "tokenizer", "learning_rate", "seed",
-              "distribution"),
-    "evaluate": ("model_dir", "max_examples", "skip_unavailable", "sampler"),
-    "predict": ("model_dir", "task", "input", "sampler"),
-    "export": ("model_dir", "export_dir", "tasks", "sampler"),
+              "distribution", "compilation_cache"),
+    "evaluate": ("model_dir", "max_examples", "skip_unavailable", "sampler",
+                 "compilation_cache"),
+    "predict": ("model_dir", "task", "input", "sampler", "compilation_cache"),
+    "export": ("model_dir", "export_dir", "tasks", "sampler", "compilation_cache"),
     "demo": ("output_dir", "steps_per_epoch", "batch_size", "epochs"),
 }  # fmt: skip
 HELP_ARGS = ("--help", "-h", "-?", "--helpshort")
@@ -101,6 +103,14 @@ def _define_flags():
     )
     flags.DEFINE_string("input", None, "predict: an image or WAV file path, or text.")
     flags.DEFINE_integer("epochs", _DEMO.epochs, "demo: training epochs.")
+    flags.DEFINE_bool(
+        "compilation_cache",
+        True,
+        "JAX: keep compiled programs on disk (JAX_COMPILATION_CACHE_DIR, else "
+        "$KERAS_MULTIMODEL_CACHE/jax_compilation), so the next train, evaluate, predict or "
+        "export of the same model compiles nothing it compiled before; "
+        "--nocompilation_cache turns it off.",
+    )
 
 
 _define_flags()
@@ -136,6 +146,7 @@ def _run(command):
         logging.set_verbosity(logging.WARNING)
 
     print(f"keras {keras.__version__}, backend {keras.backend.backend()}")
+    use_compilation_cache(enabled=FLAGS.compilation_cache)
     if command == "train":
         from keras_multimodel.cli.train import train
 
@@ -215,7 +226,23 @@ def run(argv=None):
     """The command line's entry point: `<command> --help` prints that command's
     help; anything else goes to absl (`--helpfull` lists every flag)."""
     argv = sys.argv if argv is None else argv
-    if len(argv) > 1 and argv[1] in COMMANDS and any(a in HELP_ARGS for a in argv[2:]):
+    if len(argv) > 1 and argv[1] in COMMANDS and _asks_for_help(argv[2:]):
         print(command_help(argv[1]))
         sys.exit(0)
     app.run(main, argv=argv)
+
+
+def _asks_for_help(args):
+    """Whether `args` hold a help flag that is not the value of the flag before it
+    (`predict --input -h` predicts the text "-h")."""
+    return any(
+        arg in HELP_ARGS and not (i and _takes_a_value(args[i - 1])) for i, arg in enumerate(args)
+    )
+
+
+def _takes_a_value(arg):
+    """Whether `arg` is a non-boolean flag written without `=` (its value comes next)."""
+    if not arg or not arg.startswith("-") or "=" in arg or arg in HELP_ARGS:
+        return False
+    name = arg.lstrip("-")
+    return name in flags.FLAGS and not flags.FLAGS[name].boolean

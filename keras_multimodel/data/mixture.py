@@ -179,8 +179,12 @@ def mixture(
 ):
     """Mixes per-task datasets into the batches `MultiModel.fit` consumes.
 
-    An empty dataset is an error naming its task (one of unknown size is probed for
-    its first example, so it is read once more from the start).
+    An empty dataset is an error naming its task. A dataset of unknown size (after
+    `filter`, or `from_generator`) is probed for its first example, so it is read
+    once more from the start: one built on a single-use Python iterator loses that
+    example; give such data a known size (`dataset.apply(
+    tf.data.experimental.assert_cardinality(n))`) or build it from a generator
+    function that starts afresh.
 
     Each element is `{group: {"inputs", "targets", "task_id"}}` with one sub-batch per
     group of tasks present in `datasets` (tasks sharing input and target nets; see

@@ -1,5 +1,7 @@
 """Image modality: raw pixels -> a sequence of positions."""
 
+import operator
+
 import keras
 from keras import ops
 
@@ -73,18 +75,7 @@ class Image(Modality):
     ):
         super().__init__(**kwargs)
         if image_size is not None:
-            if (
-                not isinstance(image_size, (tuple, list))
-                or len(image_size) != 2
-                or not all(
-                    isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in image_size
-                )
-            ):
-                raise InputError(
-                    "Image: `image_size` must be None or (height, width), two positive ints; "
-                    f"received {image_size!r}."
-                )
-            image_size = tuple(image_size)
+            image_size = _image_size(image_size)
         for arg, value in (("channels", channels), ("num_blocks", num_blocks)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InputError(f"Image: `{arg}` must be a positive int; received {value!r}.")
@@ -255,6 +246,23 @@ class Image(Modality):
 def _size(height_width):
     """`28x28` (None as `?`)."""
     return "x".join("?" if v is None else str(v) for v in height_width)
+
+
+def _image_size(value):
+    """`(height, width)` as two positive Python ints, or an `InputError`."""
+    try:
+        if isinstance(value, (str, bytes)) or any(isinstance(v, bool) for v in value):
+            raise TypeError
+        height, width = (operator.index(v) for v in value)
+        valid = height > 0 and width > 0
+    except (TypeError, ValueError):
+        valid = False
+    if not valid:
+        raise InputError(
+            "Image: `image_size` must be None or (height, width), two positive ints; "
+            f"received {value!r}."
+        )
+    return (height, width)
 
 
 def _fits(height_width, image_size):

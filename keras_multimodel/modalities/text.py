@@ -193,8 +193,9 @@ class Text(Modality):
             checks = [
                 tf.debugging.Assert(
                     tf.reduce_all(utf8),
-                    ["text inputs must be valid UTF-8; entry", first_bad,
-                     "is not: decode it with its own encoding and send UTF-8"],
+                    [tf.strings.format(
+                        "text inputs must be valid UTF-8; entry {} is not: decode it with its "
+                        "own encoding and send UTF-8", first_bad)],
                 )
             ]  # fmt: skip
             tokens = sentence_piece.tokenize(text)  # ragged (B, None)

@@ -178,30 +178,44 @@ class GenerationMixin:
     def _tokenize_inputs(self, task_name, input_net, inputs):
         """Raw inputs in canonical containers: texts (str, UTF-8 bytes, lists or numpy
         arrays of them) -> padded token ids when the model has a tokenizer; lists of
-        numbers -> numpy arrays; None, an empty list and ragged lists are errors."""
+        numbers -> numpy arrays; None, empty batches, ragged lists and arrays of other
+        objects are errors."""
         where = f"generate({task_name!r})"
         if inputs is None:
             raise InputError(
                 f"{where}: `inputs` is None; give a batch of the task's inputs (e.g. a list "
                 "of strings for a text task, a uint8 array of images)."
             )
-        if is_texts(inputs):
+        if isinstance(inputs, (list, tuple)):
+            if not inputs:
+                raise InputError(f"{where}: the batch is empty; give at least one input.")
+            if not any(isinstance(value, (str, bytes)) for value in inputs):
+                try:
+                    inputs = np.asarray(inputs)
+                except ValueError:
+                    raise InputError(
+                        f"{where}: `inputs` is a list of rows of different shapes; give one "
+                        "array (pad token ids with 0 to one length), or a list of strings."
+                    ) from None
+        if isinstance(inputs, np.ndarray) and inputs.dtype.kind in "USO":
+            if inputs.size == 0:
+                raise InputError(f"{where}: the batch is empty; give at least one input.")
+            if inputs.dtype.kind == "O" and not any(
+                isinstance(value, (str, bytes)) for value in inputs.flat
+            ):
+                raise InputError(
+                    f"{where}: `inputs` is an array of Python objects; give a numeric array "
+                    "(token ids, pixels) or strings for a text task."
+                )
+        if is_texts(inputs) or isinstance(inputs, (list, tuple)) or (
+            isinstance(inputs, np.ndarray) and inputs.dtype.kind in "USO"
+        ):
             if self.tokenizer is None or not isinstance(input_net, Text):
                 raise InputError(
                     f"Task {task_name!r} received strings; only text tasks of a model built "
                     "with a `tokenizer` take strings (give token ids otherwise)."
                 )
             return pad_rows(texts_to_ids(self.tokenizer, inputs, False, f"{where}: text"))
-        if isinstance(inputs, (list, tuple)):
-            if not inputs:
-                raise InputError(f"{where}: the batch is empty; give at least one input.")
-            try:
-                return np.asarray(inputs)
-            except ValueError:
-                raise InputError(
-                    f"{where}: `inputs` is a list of rows of different shapes; give one array "
-                    "(pad token ids with 0 to one length), or a list of strings for text."
-                ) from None
         return inputs
 
     def _commands(self, inputs, command):

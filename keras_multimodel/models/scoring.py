@@ -34,7 +34,7 @@ def token_hits(logits, tokens):
 class ScoringMixin:
     """Per-token accuracy and log-perplexity of a task's targets, for `MultiModel`."""
 
-    def score(self, task, inputs, targets):
+    def score(self, task, inputs, targets, examples=None):
         """Scores one batch of `(inputs, targets)` under teacher forcing.
 
         The decoder sees the true previous targets (as in training) and every target
@@ -48,6 +48,9 @@ class ScoringMixin:
             inputs: a batch of raw inputs, as `generate` takes them (no strings).
             targets: class ids `(B,)`, or token ids `(B, T)` with 0 as padding and
                 the end token included.
+            examples: score only the first `examples` rows (default: all). The
+                rest pad the batch to a size already compiled, so scoring a data set
+                in fixed-size batches compiles one program per task group.
 
         Returns:
             numpy `{"tokens", "correct", "log_likelihood"}`: sums over the batch's
@@ -80,8 +83,17 @@ class ScoringMixin:
             "targets": targets.astype("int32"),
             "task_id": np.full(len(targets), self.plan.task_index[task.name], "int32"),
         }
-        sums = self._generate_functions[key]({self.plan.group[task.name]: sub_batch})
-        return {name: np.asarray(ops.convert_to_numpy(value)) for name, value in sums.items()}
+        rows = self._generate_functions[key]({self.plan.group[task.name]: sub_batch})
+        count = len(targets) if examples is None else examples
+        if isinstance(count, bool) or not isinstance(count, int) or not 0 < count <= len(targets):
+            raise InputError(
+                f"score({task.name!r}): `examples` must be an int in [1, {len(targets)}] (the "
+                f"batch size); received {examples!r}."
+            )
+        return {
+            name: np.asarray(ops.convert_to_numpy(value))[:count].sum(dtype="float64")
+            for name, value in rows.items()
+        }
 
     def _scores(self, batch):
         (group, sub_batch), = batch.items()
@@ -92,8 +104,8 @@ class ScoringMixin:
         log_probs = ops.log_softmax(logits, axis=-1)
         picked = ops.take_along_axis(log_probs, tokens[..., None], axis=-1)[..., 0]
         hits = token_hits(logits, tokens)
-        return {
-            "tokens": ops.sum(mask),
-            "correct": ops.sum(hits * mask),
-            "log_likelihood": ops.sum(picked * mask),
+        return {  # per example: `score` sums the real ones
+            "tokens": ops.sum(mask, axis=-1),
+            "correct": ops.sum(hits * mask, axis=-1),
+            "log_likelihood": ops.sum(picked * mask, axis=-1),
         }

@@ -159,7 +159,7 @@ class TextFormat(Format):
 
         if tokenizer is None:
             raise DataError(f"{where} is text: pass the shared `tokenizer`")
-        rows = texts_to_ids(tokenizer, values, add_end=role == "targets")
+        rows = texts_to_ids(tokenizer, values, add_end=role == "targets", where=f"{where}: text")
         longest = max(len(row) for row in rows)
         if longest > max_length:
             raise DataError(
@@ -236,7 +236,7 @@ def read_image(path, shape):
 
 def _padded_ids(values, net, tokenizer, add_end, what):
     """Texts -> ids padded to the net's `max_length`; longer ones are an error."""
-    rows = texts_to_ids(tokenizer, values, add_end=add_end)
+    rows = texts_to_ids(tokenizer, values, add_end=add_end, where=what)
     longest = max(len(row) for row in rows)
     if longest > net.max_length:
         raise DataError(

@@ -1,0 +1,44 @@
+"""Compiled programs kept across processes: JAX's persistent compilation cache.
+
+The command line turns it on (`--compilation_cache`, the default), so a second
+`train`, `evaluate`, `predict` or `export` of the same model reads its XLA
+programs from disk instead of compiling them again. TensorFlow and torch keep
+no such cache; there the setting does nothing.
+"""
+
+import os
+
+from keras_multimodel.data.bundled.sources import cache_dir
+
+MIN_COMPILE_SECONDS = 0.5  # programs that compile faster are not worth a disk entry
+
+
+def use_compilation_cache(enabled=True, directory=None):
+    """Turns JAX's persistent compilation cache on (or off); returns its directory,
+    or None when it is off or the backend is not JAX.
+
+    Args:
+        enabled: False turns the cache off, even where `JAX_COMPILATION_CACHE_DIR`
+            is set.
+        directory: where compiled programs are kept. Default: the directory set by
+            `JAX_COMPILATION_CACHE_DIR` when there is one, else
+            `<cache_dir>/jax_compilation` (`$KERAS_MULTIMODEL_CACHE`, by default
+            `~/.cache/keras_multimodel`).
+
+    Call it before anything compiles. The cache is trusted code: keep it in a
+    directory only you can write to.
+    """
+    import keras
+
+    if keras.backend.backend() != "jax":
+        return None
+    import jax
+
+    jax.config.update("jax_enable_compilation_cache", bool(enabled))
+    if not enabled:
+        return None
+    directory = directory or os.environ.get("JAX_COMPILATION_CACHE_DIR")
+    directory = str(directory or cache_dir() / "jax_compilation")
+    jax.config.update("jax_compilation_cache_dir", directory)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECONDS)
+    return directory
