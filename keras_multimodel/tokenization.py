@@ -6,6 +6,8 @@ padding and `END_ID` ends a target sequence (the ids that
 `keras_hub.tokenizers.compute_sentence_piece_proto` reserves).
 """
 
+import collections.abc
+
 import numpy as np
 
 from keras_multimodel.errors import InputError
@@ -34,8 +36,8 @@ def is_texts(values):
 def normalize_texts(texts, where="text"):
     r"""A batch of texts -> a list of `str`, the one rule for text everywhere.
 
-    Takes a str or bytes (one text), or a list, tuple, other iterable (not a set or
-    dict), 1-D numpy array or 1-D eager `tf.Tensor` of them.
+    Takes a str or bytes (one text), or a list, tuple, other ordered iterable, 1-D
+    array (numpy, pandas) or 1-D eager `tf.Tensor` of them.
     Bytes must be UTF-8; a str must encode as UTF-8 (no lone surrogates, which is
     how Python keeps undecodable bytes of a file name or command line). Anything
     else is an `InputError` naming `where`, what was expected and what came.
@@ -51,8 +53,21 @@ def normalize_texts(texts, where="text"):
     """
     if isinstance(texts, (str, bytes)):
         texts = [texts]
+    if isinstance(texts, (collections.abc.Set, collections.abc.Mapping)):
+        raise InputError(
+            f"{where} must be a string or a list of strings; received a "
+            f"{type(texts).__name__}, which has no order. Give a list."
+        )
     if hasattr(texts, "numpy") and callable(texts.numpy):  # an eager tf.Tensor
-        texts = np.asarray(texts.numpy())
+        try:
+            texts = texts.numpy()
+        except (AttributeError, NotImplementedError, TypeError, ValueError):
+            raise InputError(
+                f"{where}: received a symbolic tensor; give strings, a numpy array or an "
+                "eager tensor."
+            ) from None
+    if not isinstance(texts, (list, tuple, np.ndarray)) and hasattr(texts, "__array__"):
+        texts = np.asarray(texts)  # a pandas Series (1-D) or DataFrame (refused: 2-D)
     if isinstance(texts, np.ndarray):
         if texts.ndim != 1:
             raise InputError(
@@ -60,8 +75,8 @@ def normalize_texts(texts, where="text"):
                 f"{texts.shape}. Flatten it, or give a list of strings."
             )
         texts = texts.tolist()
-    if not isinstance(texts, (list, tuple, set, dict)) and hasattr(texts, "__iter__"):
-        texts = list(texts)  # a generator, a pandas Series, ...
+    if not isinstance(texts, (list, tuple)) and hasattr(texts, "__iter__"):
+        texts = list(texts)  # a generator, ...
     if not isinstance(texts, (list, tuple)):
         raise InputError(
             f"{where} must be a string or a list of strings; received {type(texts).__name__}."

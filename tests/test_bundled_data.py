@@ -259,3 +259,25 @@ def test_the_nearest_log_mel_baseline_finds_the_utterance_that_sounds_alike():
     )
     queries = [0.5 * low[:12000], 0.8 * high[:8000]]  # quieter, shorter
     assert transcribe(queries) == ["low hum", "high whistle"]
+
+
+def test_texts_come_in_the_containers_users_have_and_nothing_else():
+    from keras_multimodel.errors import InputError
+    from keras_multimodel.tokenization import normalize_texts
+
+    expected = ["God is love.", "café"]
+    for given in (expected, tuple(expected), np.array(expected), np.array(expected, object),
+                  [t.encode() for t in expected], (t for t in expected),
+                  tf.constant(expected)):  # fmt: skip
+        assert normalize_texts(given) == expected
+    refused = [
+        ({"a", "b"}, "received a set, which has no order"),
+        ({"a": 1}, "received a dict, which has no order"),
+        (np.array([["a", "b"]]), r"1-D batch of strings; received an array of shape \(1, 2\)"),
+        (3, "must be a string or a list of strings; received int"),
+        (["a", None], "entry 1 is NoneType None"),
+        ([b"caf\xe9"], r"text 0 is not valid UTF-8 \(byte 0xe9 at position 3\)"),
+    ]
+    for given, message in refused:
+        with pytest.raises(InputError, match=message):
+            normalize_texts(given)

@@ -251,14 +251,19 @@ def test_a_run_saved_before_a_setting_existed_resumes_with_what_it_used(tmp_path
 @pytest.mark.backends("jax", reason="only JAX keeps compiled programs across processes")
 def test_a_second_predict_reads_its_programs_from_the_compilation_cache(tiny_run, tmp_path):
     def predict_in_a_new_process(cache, *flags):
-        env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_COMPILATION_CACHE_DIR": str(cache)}
+        env = {
+            **os.environ,
+            "KERAS_BACKEND": "jax",
+            "JAX_COMPILATION_CACHE_DIR": str(cache),
+            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",  # every program is kept
+        }
         args = ["predict", f"--model_dir={tiny_run}", "--task=parse_en", "--input=Hi .", *flags]
         done = subprocess.run(
             [sys.executable, "-m", "keras_multimodel", *args],
             env=env, capture_output=True, text=True, timeout=600,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr[-3000:]
-        entries = sorted(p.name for p in cache.iterdir()) if cache.exists() else []
+        entries = sorted(p.name for p in cache.glob("*-cache")) if cache.exists() else []
         return done.stdout.splitlines()[-1], entries
 
     first, written = predict_in_a_new_process(tmp_path / "cache")
@@ -461,6 +466,22 @@ def test_predict_bad_input_gets_one_line_errors(tiny_run, tmp_path):
     model.save(tmp_path / "unsized" / "model.keras")
     unsized, _ = load_run(tmp_path / "unsized")
     assert unsized.nets_of("classify_image")[0].image_size == (28, 28)
+
+
+@INDEPENDENT
+def test_teacher_forced_metrics_do_not_depend_on_the_batch_size(tiny_run):
+    from keras_multimodel.cli.evaluate import teacher_forced
+
+    model, _ = load_run(tiny_run)
+    for task in ("classify_image", "parse_en"):  # a label, and a sequence
+        inputs, targets = bundled.load_examples(task, "test")
+        inputs, targets = list(inputs[:5]), list(targets[:5])
+        whole = teacher_forced(model, bundled.get(task), inputs, targets, batch_size=8)
+        padded = teacher_forced(model, bundled.get(task), inputs, targets, batch_size=3)
+        assert whole.keys() == padded.keys()
+        for name, (value, higher_is_better) in whole.items():
+            assert padded[name][1] == higher_is_better
+            np.testing.assert_allclose(padded[name][0], value, rtol=1e-4, err_msg=task)
 
 
 @INDEPENDENT

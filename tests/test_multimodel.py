@@ -363,8 +363,19 @@ def test_score_gives_teacher_forced_token_counts_accuracy_and_log_likelihood(rng
     np.testing.assert_allclose(first["log_likelihood"], picked[0][real[0]].sum(), rtol=1e-4)
     with pytest.raises(ValueError, match=r"`examples` must be an int in \[1, "):
         model.score("reverse", inputs, targets, examples=0)
-    labels = model.score("label", batch["image_to_class_label"]["inputs"], np.array([1, 3]))
+    images = batch["image_to_class_label"]["inputs"]
+    labels = model.score("label", images, np.array([1, 3]))
     assert int(labels["tokens"]) == 2 and labels["log_likelihood"] < 0
+    # A label batch padded with a second row: only the first row counts.
+    first = model.score("label", images, np.array([1, 3]), examples=np.int64(1))
+    task_ids = np.full(2, model.plan.task_index["label"], "int32")
+    label_logits = to_numpy(
+        model({"image_to_class_label": {"inputs": images, "targets": np.array([1, 3]),
+                                        "task_id": task_ids}})["image_to_class_label"]
+    )[:, 0]  # fmt: skip
+    label_log_probs = label_logits - np.log(np.exp(label_logits).sum(-1, keepdims=True))
+    assert int(first["tokens"]) == 1
+    np.testing.assert_allclose(first["log_likelihood"], label_log_probs[0, 1], rtol=1e-4)
     with pytest.raises(ValueError, match="integer class or token ids"):
         model.score("label", batch["image_to_class_label"]["inputs"], np.array([1.0, 3.0]))
 

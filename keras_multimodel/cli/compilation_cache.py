@@ -19,7 +19,9 @@ def use_compilation_cache(enabled=True, directory=None):
 
     Args:
         enabled: False turns the cache off, even where `JAX_COMPILATION_CACHE_DIR`
-            is set.
+            is set. JAX's own settings win where they are set in the environment
+            (`JAX_ENABLE_COMPILATION_CACHE=false`,
+            `JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS`).
         directory: where compiled programs are kept. Default: the directory set by
             `JAX_COMPILATION_CACHE_DIR` when there is one, else
             `<cache_dir>/jax_compilation` (`$KERAS_MULTIMODEL_CACHE`, by default
@@ -34,11 +36,14 @@ def use_compilation_cache(enabled=True, directory=None):
         return None
     import jax
 
-    jax.config.update("jax_enable_compilation_cache", bool(enabled))
     if not enabled:
+        jax.config.update("jax_enable_compilation_cache", False)
+        return None
+    if not jax.config.jax_enable_compilation_cache:  # JAX_ENABLE_COMPILATION_CACHE=false
         return None
     directory = directory or os.environ.get("JAX_COMPILATION_CACHE_DIR")
     directory = str(directory or cache_dir() / "jax_compilation")
     jax.config.update("jax_compilation_cache_dir", directory)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECONDS)
+    if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECONDS)
     return directory

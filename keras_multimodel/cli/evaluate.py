@@ -28,10 +28,13 @@ def load_run(model_dir):
             else ""
         )
         raise DataError(f"no trained model at {path}{hint}")
+    config = None
     try:  # a .keras file is a zip archive: check every member's CRC before loading
         with zipfile.ZipFile(path) as archive:
             damaged = archive.testzip()
             missing = [name for name in KERAS_FILE_MEMBERS if name not in archive.namelist()]
+            if damaged is None and not missing:
+                config = archive.read("config.json")
     except (zipfile.BadZipFile, EOFError) as error:
         damaged, missing = f"not a complete archive: {error}", []
     if damaged is None and missing:
@@ -44,22 +47,33 @@ def load_run(model_dir):
             f"{path} is damaged ({damaged}); train again into a new --output_dir, or restore "
             "the file from a copy"
         )
+    _check_holds_a_multimodel(path, config)
     settings_path = model_dir / SETTINGS_FILE
     settings = json.loads(settings_path.read_text()) if settings_path.exists() else {}
-    try:
-        model = keras.saving.load_model(path)
-    except (ValueError, TypeError, KeyError, OSError) as error:
-        raise DataError(
-            f"{path} could not be loaded as a model ({type(error).__name__}: {error}); point "
-            "--model_dir at the --output_dir of a train run"
-        ) from None
-    if not isinstance(model, MultiModel):
-        raise DataError(
-            f"{path} holds a {type(model).__name__}, not a keras_multimodel MultiModel; point "
-            "--model_dir at the --output_dir of a train run"
-        )
+    model = keras.saving.load_model(path)
     _use_bundled_image_sizes(model)
     return model, settings
+
+
+def _check_holds_a_multimodel(path, config):
+    """A one-line error unless the archive's `config.json` describes a MultiModel
+    (read before loading, so an error while loading one keeps its traceback)."""
+    try:
+        config = json.loads(config)
+        name = config.get("registered_name") or config.get("class_name")
+    except (ValueError, AttributeError):
+        name = None
+    if name is None:
+        raise DataError(
+            f"{path} is not a Keras model file (its config.json is not a model's "
+            "configuration); point --model_dir at the --output_dir of a train run"
+        )
+    model_class = keras.saving.get_registered_object(name)
+    if not (isinstance(model_class, type) and issubclass(model_class, MultiModel)):
+        raise DataError(
+            f"{path} holds a {name}, not a keras_multimodel MultiModel; point --model_dir "
+            "at the --output_dir of a train run"
+        )
 
 
 def _use_bundled_image_sizes(model):

@@ -55,14 +55,14 @@ def _check_writable(export_dir):
     """A one-line error unless `export_dir` is new and can be created (checked before
     any work, and without creating anything: the SavedModel is written beside it,
     then renamed)."""
-    if export_dir.exists():
+    if os.path.lexists(export_dir):
         raise DataError(f"--export_dir {export_dir} exists; give a new directory")
     existing = export_dir.absolute().parent
-    while not existing.exists():
+    while not os.path.lexists(existing):
         existing = existing.parent
     problem = None
     if not existing.is_dir():
-        problem = "not a directory"
+        problem = "a file or a broken link, not a directory"
     else:
         try:
             tempfile.TemporaryDirectory(dir=existing, prefix=".kmm-export-check-").cleanup()

@@ -33,7 +33,7 @@ COMMAND_FLAGS = {  # what `<command> --help` lists
                  "compilation_cache"),
     "predict": ("model_dir", "task", "input", "sampler", "compilation_cache"),
     "export": ("model_dir", "export_dir", "tasks", "sampler", "compilation_cache"),
-    "demo": ("output_dir", "steps_per_epoch", "batch_size", "epochs"),
+    "demo": ("output_dir", "steps_per_epoch", "batch_size", "epochs", "compilation_cache"),
 }  # fmt: skip
 HELP_ARGS = ("--help", "-h", "-?", "--helpshort")
 FLAGS = flags.FLAGS

@@ -3,6 +3,7 @@
 import operator
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_multimodel.errors import InputError
@@ -251,7 +252,9 @@ def _size(height_width):
 def _image_size(value):
     """`(height, width)` as two positive Python ints, or an `InputError`."""
     try:
-        if isinstance(value, (str, bytes)) or any(isinstance(v, bool) for v in value):
+        if not isinstance(value, (tuple, list, np.ndarray)) or any(
+            isinstance(v, bool) for v in value
+        ):
             raise TypeError
         height, width = (operator.index(v) for v in value)
         valid = height > 0 and width > 0

@@ -195,7 +195,8 @@ class GenerationMixin:
                 except ValueError:
                     raise InputError(
                         f"{where}: `inputs` is a list of rows of different shapes; give one "
-                        "array (pad token ids with 0 to one length), or a list of strings."
+                        "array (token ids padded with 0 to one length; waveforms padded with "
+                        'zeros, as {"waveform", "length"}), or a list of strings for text.'
                     ) from None
         if isinstance(inputs, np.ndarray) and inputs.dtype.kind in "USO":
             if inputs.size == 0:

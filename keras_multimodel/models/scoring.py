@@ -1,5 +1,7 @@
 """`MultiModel.score`: the paper's per-token metrics under teacher forcing."""
 
+import operator
+
 import numpy as np
 from keras import ops
 
@@ -75,6 +77,7 @@ class ScoringMixin:
                 f"score({task.name!r}): targets must be integer class or token ids; received "
                 f"dtype {targets.dtype.name}."
             )
+        count = _example_count(task.name, examples, len(targets))
         key = (self.plan.group[task.name], "score")
         if key not in self._generate_functions:
             self._generate_functions[key] = compile_function(self, self._scores)
@@ -84,12 +87,6 @@ class ScoringMixin:
             "task_id": np.full(len(targets), self.plan.task_index[task.name], "int32"),
         }
         rows = self._generate_functions[key]({self.plan.group[task.name]: sub_batch})
-        count = len(targets) if examples is None else examples
-        if isinstance(count, bool) or not isinstance(count, int) or not 0 < count <= len(targets):
-            raise InputError(
-                f"score({task.name!r}): `examples` must be an int in [1, {len(targets)}] (the "
-                f"batch size); received {examples!r}."
-            )
         return {
             name: np.asarray(ops.convert_to_numpy(value))[:count].sum(dtype="float64")
             for name, value in rows.items()
@@ -109,3 +106,19 @@ class ScoringMixin:
             "correct": ops.sum(hits * mask, axis=-1),
             "log_likelihood": ops.sum(picked * mask, axis=-1),
         }
+
+
+def _example_count(task_name, examples, batch_size):
+    """`examples` (None: the whole batch) as an int in `[1, batch_size]`, or an error."""
+    if examples is None:
+        return batch_size
+    try:
+        count = None if isinstance(examples, bool) else operator.index(examples)
+    except TypeError:
+        count = None
+    if count is None or not 0 < count <= batch_size:
+        raise InputError(
+            f"score({task_name!r}): `examples` must be an int in [1, {batch_size}] (the batch "
+            f"size); received {examples!r}."
+        )
+    return count
