@@ -211,9 +211,13 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
         if "moe_loss" in logs and not math.isfinite(float(logs["moe_loss"])):
             bad.append(f"the MoE balancing loss ({float(logs['moe_loss'])})")
         step = self._epoch_start + batch + 1  # `batch`: this step's index in the epoch
+        data_hint = (  # TensorFlow and torch refuse such ids with their own error
+            ": target ids outside their modality's range give a NaN loss on JAX"
+            if keras.backend.backend() == "jax"
+            else ""
+        )
         raise TrainingDiverged(
             f"training stopped at step {step}: the loss became {float(logs['loss'])}"
             + (f" (tasks: {', '.join(bad)})" if bad else "")
-            + ". Lower the learning rate, or check the data: target ids outside their "
-            "modality's range give a NaN loss on JAX."
+            + f". Lower the learning rate, or check the data{data_hint}."
         )

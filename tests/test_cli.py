@@ -176,7 +176,7 @@ def test_validation_data_does_not_autotune(tmp_path, monkeypatch):
 
 
 @INDEPENDENT
-@pytest.mark.parametrize("value", [float("inf"), float("nan"), 0.0, -1e-3])
+@pytest.mark.parametrize("value", [float("inf"), float("nan"), 0.0, -1e-3, 1e39])
 def test_the_learning_rate_must_be_finite_and_positive(value):
     with pytest.raises(InputError, match="--learning_rate must be a finite number > 0"):
         TrainConfig(learning_rate=value).validate()

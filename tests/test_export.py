@@ -215,11 +215,15 @@ def test_an_export_refuses_bad_requests_naming_the_expected_shape(
 
 
 def test_generate_takes_the_text_containers_users_have(bundled_model):
-    """A list of str, a numpy str array, bytes and a tuple give the same answer."""
+    """A list of str, a numpy str array, bytes, a tuple, an iterator and a string
+    tensor give the same answer."""
+    import tensorflow as tf
+
     texts = ["God is love.", "Good morning."]
     expected = bundled_model.generate("translate_en_es", texts)
     for given in (np.array(texts), [t.encode() for t in texts], np.array(texts, "S"),
-                  tuple(texts)):  # fmt: skip
+                  tuple(texts), (t for t in texts), map(str, texts),
+                  tf.constant(texts)):  # fmt: skip
         assert bundled_model.generate("translate_en_es", given) == expected
     assert bundled_model.generate("translate_en_es", texts[0]) == expected[:1]
 
@@ -238,6 +242,7 @@ def test_generate_takes_the_text_containers_users_have(bundled_model):
         ("translate_en_es", [1, 2], r"integer token ids of shape \(batch, length\).*shape=\(2,\)"),
         ("translate_en_es", [[5, 6], [7]], "rows of different shapes"),
         ("translate_en_es", [1, "a"], "entry 0 is int 1"),
+        ("translate_en_es", {"God is love."}, "received a set, which has no order"),
         ("translate_en_es", [None, "a"], "entry 0 is NoneType None"),
         ("translate_en_es", [["a", "b"]], r"1-D batch of strings.*\(1, 2\)"),
         ("translate_en_es", np.array([], str), "the batch is empty"),

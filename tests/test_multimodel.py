@@ -378,6 +378,15 @@ def test_score_gives_teacher_forced_token_counts_accuracy_and_log_likelihood(rng
     np.testing.assert_allclose(first["log_likelihood"], label_log_probs[0, 1], rtol=1e-4)
     with pytest.raises(ValueError, match="integer class or token ids"):
         model.score("label", batch["image_to_class_label"]["inputs"], np.array([1.0, 3.0]))
+    for class_ids, message in (
+        (np.array([1, 4]), r"class ids of shape \(batch,\) in \[0, 4\); .*ids in \[1, 4\]"),
+        (np.array([[1], [3]]), r"class ids of shape \(batch,\) .*received shape \(2, 1\)"),
+        (np.array([1, 2, 3]), "2 inputs but 3 targets; give one target per input"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            model.score("label", images, class_ids)
+    with pytest.raises(ValueError, match=r"targets must be token ids in \[0, 30\)"):
+        model.score("reverse", inputs, np.full_like(targets, 30))
 
 
 def test_token_hits_is_argmax_accuracy_and_never_hits_an_out_of_range_id():

@@ -10,7 +10,9 @@ import os
 
 from keras_multimodel.data.bundled.sources import cache_dir
 
-MIN_COMPILE_SECONDS = 0.5  # programs that compile faster are not worth a disk entry
+MIN_COMPILE_SECONDS = 0.0  # keep every program: entries are kilobytes, and the many
+# small programs of decoding add up
+# (benchmarks/README.md#compile_cachepy-jaxs-persistent-compilation-cache-cold-warm-and-off)
 
 
 def use_compilation_cache(enabled=True, directory=None):

@@ -23,6 +23,8 @@ DISTRIBUTIONS = {
     "mirrored": "tensorflow",  # tf.distribute.MirroredStrategy
 }
 
+FLOAT32_MAX = 3.4028234663852886e38  # weights and the learning rate are float32
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
@@ -86,10 +88,11 @@ class TrainConfig:
         if self.learning_rate is not None and (
             not isinstance(self.learning_rate, (int, float))
             or not math.isfinite(self.learning_rate)
-            or not self.learning_rate > 0
+            or not 0 < self.learning_rate <= FLOAT32_MAX
         ):
             raise InputError(
-                f"--learning_rate must be a finite number > 0; received {self.learning_rate!r}"
+                f"--learning_rate must be a finite number > 0 (and at most {FLOAT32_MAX:.3g}, "
+                f"float32's largest); received {self.learning_rate!r}"
             )
         if self.seed < 0:
             raise InputError(f"--seed must be >= 0; received {self.seed}")

@@ -42,7 +42,9 @@ _TRAIN, _DEMO = TrainConfig(), DemoConfig()
 
 def _define_flags():
     flags.DEFINE_string("output_dir", None, "train: the run's directory (resumes if it exists).")
-    flags.DEFINE_string("model_dir", None, "evaluate, predict: a finished train --output_dir.")
+    flags.DEFINE_string(
+        "model_dir", None, "evaluate, predict, export: a finished train --output_dir."
+    )
     flags.DEFINE_list(
         "tasks",
         list(_TRAIN.tasks),

@@ -94,7 +94,8 @@ def read_wav(source, sample_rate=SAMPLE_RATE):
                 channels, width, rate = wav.getnchannels(), wav.getsampwidth(), wav.getframerate()
                 frames = wav.readframes(wav.getnframes())
         except (wave.Error, EOFError) as error:
-            raise DataError(f"{name} is not a readable PCM WAV file ({error})") from None
+            detail = str(error) or "the file ends before its header does"
+            raise DataError(f"{name} is not a readable PCM WAV file ({detail})") from None
     if width not in (1, 2, 4):
         raise DataError(f"{name}: {8 * width}-bit samples are not supported; use 16-bit PCM")
     dtype = {1: np.uint8, 2: np.int16, 4: np.int32}[width]

@@ -30,7 +30,7 @@ def check_token_ids(inputs, task_name, what, vocab_size, max_length, hint=""):
     if shape[1] is not None and shape[1] > max_length:
         raise InputError(
             f"Task {task_name!r}: {what} of length {shape[1]} exceeds the configured maximum "
-            f"max_length={max_length}. Shorten them, or build the modality with a larger "
+            f"max_length={max_length}. Shorten the longest, or build the modality with a larger "
             "`max_length`."
         )
     if isinstance(inputs, np.ndarray) and inputs.size:

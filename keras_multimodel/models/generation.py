@@ -1,5 +1,6 @@
 """`MultiModel.generate`: cached greedy and beam decoding with keras-hub samplers."""
 
+import collections.abc
 from typing import NamedTuple
 
 import keras
@@ -10,7 +11,13 @@ from keras import ops
 from keras_multimodel.errors import InputError
 from keras_multimodel.modalities import Text
 from keras_multimodel.models.compiling import compile_function
-from keras_multimodel.tokenization import ids_to_texts, is_texts, pad_rows, texts_to_ids
+from keras_multimodel.tokenization import (
+    ids_to_texts,
+    is_texts,
+    normalize_texts,
+    pad_rows,
+    texts_to_ids,
+)
 
 SAMPLERS = {
     "greedy": lambda: keras_hub.samplers.GreedySampler(),
@@ -186,6 +193,15 @@ class GenerationMixin:
                 f"{where}: `inputs` is None; give a batch of the task's inputs (e.g. a list "
                 "of strings for a text task, a uint8 array of images)."
             )
+        unordered = isinstance(inputs, collections.abc.Set) or (
+            isinstance(inputs, collections.abc.Mapping) and isinstance(input_net, Text)
+        )  # (audio takes a mapping: {"waveform", "length"})
+        if unordered:
+            normalize_texts(inputs, f"{where}: `inputs`")  # raises, naming the type
+        elif isinstance(inputs, collections.abc.Iterator):
+            inputs = list(inputs)
+        elif "string" in str(getattr(inputs, "dtype", "")):  # a tf.string tensor
+            inputs = normalize_texts(inputs, f"{where}: text")
         if isinstance(inputs, (list, tuple)):
             if not inputs:
                 raise InputError(f"{where}: the batch is empty; give at least one input.")

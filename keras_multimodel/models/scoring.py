@@ -2,11 +2,13 @@
 
 import operator
 
+import keras
 import numpy as np
 from keras import ops
 
 from keras_multimodel.errors import InputError
 from keras_multimodel.modalities.base import pick_tokens
+from keras_multimodel.modalities.text import check_token_ids
 from keras_multimodel.models.compiling import compile_function
 
 
@@ -47,7 +49,8 @@ class ScoringMixin:
 
         Args:
             task: task name.
-            inputs: a batch of raw inputs, as `generate` takes them (no strings).
+            inputs: a batch of raw inputs, as `generate` takes them (texts too, for a
+                model with a tokenizer).
             targets: class ids `(B,)`, or token ids `(B, T)` with 0 as padding and
                 the end token included.
             examples: score only the first `examples` rows (default: all). The
@@ -70,12 +73,14 @@ class ScoringMixin:
         """
         task = self.plan.task(task)
         input_net, target_net = self.nets_of(task.name)
+        inputs = self._tokenize_inputs(task.name, input_net, inputs)  # strings too
         inputs = input_net.check_inputs(inputs, task.name)
-        targets = np.asarray(targets)
-        if "int" not in targets.dtype.name:
+        targets = _checked_targets(task.name, target_net, targets)
+        batch = int(keras.tree.flatten(inputs)[0].shape[0])
+        if batch != len(targets):
             raise InputError(
-                f"score({task.name!r}): targets must be integer class or token ids; received "
-                f"dtype {targets.dtype.name}."
+                f"score({task.name!r}): {batch} inputs but {len(targets)} targets; give one "
+                "target per input."
             )
         count = _example_count(task.name, examples, len(targets))
         key = (self.plan.group[task.name], "score")
@@ -83,7 +88,7 @@ class ScoringMixin:
             self._generate_functions[key] = compile_function(self, self._scores)
         sub_batch = {
             "inputs": inputs,
-            "targets": targets.astype("int32"),
+            "targets": targets,
             "task_id": np.full(len(targets), self.plan.task_index[task.name], "int32"),
         }
         rows = self._generate_functions[key]({self.plan.group[task.name]: sub_batch})
@@ -122,3 +127,30 @@ def _example_count(task_name, examples, batch_size):
             f"size); received {examples!r}."
         )
     return count
+
+
+def _checked_targets(task_name, target_net, targets):
+    """`targets` as int32 numpy ids the target net can score, or an `InputError`:
+    class ids `(B,)` in `[0, num_classes)`, or token ids `(B, T)` as `check_token_ids`
+    takes them (in the vocabulary, at most `max_length`, none empty)."""
+    where = f"score({task_name!r})"
+    targets = np.asarray(targets)
+    if "int" not in targets.dtype.name:
+        raise InputError(
+            f"{where}: targets must be integer class or token ids; received dtype "
+            f"{targets.dtype.name}."
+        )
+    if not targets.size:
+        raise InputError(f"{where}: the batch is empty; give at least one example.")
+    if target_net.is_sequence:
+        check_token_ids(
+            targets, task_name, "targets", target_net.vocab_size, target_net.max_length
+        )
+        return targets.astype("int32")
+    if targets.ndim != 1 or targets.min() < 0 or targets.max() >= target_net.num_classes:
+        raise InputError(
+            f"{where}: targets must be class ids of shape (batch,) in [0, "
+            f"{target_net.num_classes}); received shape {targets.shape} with ids in "
+            f"[{targets.min()}, {targets.max()}]."
+        )
+    return targets.astype("int32")

@@ -236,7 +236,7 @@ def read_image(path, shape):
 
 def _padded_ids(values, net, tokenizer, add_end, what):
     """Texts -> ids padded to the net's `max_length`; longer ones are an error."""
-    rows = texts_to_ids(tokenizer, values, add_end=add_end, where=what)
+    rows = texts_to_ids(tokenizer, values, add_end=add_end, where="text")
     longest = max(len(row) for row in rows)
     if longest > net.max_length:
         raise DataError(
