@@ -552,6 +552,8 @@ def test_command_line_errors_are_one_line(tiny_run, tmp_path):
     assert "Traceback" not in err
     code, _, err = finish(cli("evaluate", f"--model_dir={tmp_path}"))
     assert code == 1 and "error: no trained model at" in err and "Traceback" not in err
+    code, _, err = finish(cli("evaluate", f"--model_dir={run_dir}", "--tasks=bogus"))
+    assert code == 1 and "error: evaluate does not take --tasks; see" in err
 
 
 @pytest.mark.backends("tensorflow", reason="backend-independent: how the command line exits")

@@ -85,6 +85,9 @@ cases = {
                                         waveform=audio["waveform"],
                                         length=audio["length"] + 10**6),
     "audio NaN": lambda: call(model, "transcribe_speech", waveform=nan, length=audio["length"]),
+    "audio rows differ": lambda: call(model, "transcribe_speech",
+                                      waveform=np.zeros([0, 16000], "float32"),
+                                      length=np.array([5], "int32")),
     "audio too long": lambda: call(model, "transcribe_speech",
                                    waveform=np.zeros([1, 10**6], "float32"),
                                    length=np.array([10], "int32")),
@@ -299,6 +302,7 @@ def test_bad_requests_fail_alone_with_clear_errors(exported, served):
     assert "text inputs must be valid UTF-8" in errors["not UTF-8"]
     assert "below 1 sample" in errors["audio length 0"]
     assert "beyond the end of its waveform" in errors["audio length beyond"]
+    assert "needs as many rows as" in errors["audio rows differ"]
     assert "must be finite" in errors["audio NaN"]
     assert "longer than this model takes" in errors["audio too long"]
     assert outputs["after"] == outputs[f"{exported / 'greedy'}:translate_en_es"]

@@ -147,6 +147,16 @@ def _run(command):
     if not FLAGS["verbosity"].present:  # TensorFlow's INFO lines, unless asked for
         logging.set_verbosity(logging.WARNING)
 
+    stray = sorted(
+        name
+        for name in set().union(*COMMAND_FLAGS.values()) - set(COMMAND_FLAGS[command])
+        if FLAGS[name].present
+    )
+    if stray:
+        raise InputError(
+            f"{command} does not take --{', --'.join(stray)}; see `python -m "
+            f"keras_multimodel {command} --help` for its flags"
+        )
     print(f"keras {keras.__version__}, backend {keras.backend.backend()}")
     use_compilation_cache(enabled=FLAGS.compilation_cache)
     if command == "train":

@@ -160,6 +160,14 @@ def _serving_function(model, task, sampler, core_of, sentence_piece, spec, names
         tensors = [tf.ensure_shape(t, spec[k].shape) for k, t in zip(keys, tensors, strict=True)]
         raw = dict(zip(keys, tensors, strict=True))
         batch = tf.shape(tensors[0])[0]
+        same_rows = [
+            tf.debugging.assert_equal(
+                tf.shape(t)[0], batch, message=f"{k} needs as many rows as {keys[0]}"
+            )
+            for k, t in zip(keys[1:], tensors[1:], strict=True)
+        ]  # (checked before a batch of zero is swapped for a stand-in below)
+        with tf.control_dependencies(same_rows):
+            batch = tf.identity(batch)
         # A batch of zero is decoded as one stand-in example, then sliced away: the
         # numeric core only ever sees batches of one or more.
         example = input_net.serving_example(spec)

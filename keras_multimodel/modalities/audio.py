@@ -199,7 +199,7 @@ class Audio(Modality):
             raise InputError(
                 f"Task {task_name!r}: audio 'length' must hold one length per waveform, in "
                 f"[1, {shape[1]}]; received {describe(lengths)} with values "
-                f"{lengths.tolist()[:8]}."
+                f"{np.ravel(lengths).tolist()[:8]}."
             )
         check_finite(waveform, task_name, "audio samples")
         return {

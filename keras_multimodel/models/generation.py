@@ -1,6 +1,7 @@
 """`MultiModel.generate`: cached greedy and beam decoding with keras-hub samplers."""
 
 import collections.abc
+import numbers
 from typing import NamedTuple
 
 import keras
@@ -144,6 +145,8 @@ class GenerationMixin:
             return Decoding(classify, (), (group, "label"))
         limit = target_net.max_length
         max_length = limit if max_length is None else max_length
+        if isinstance(max_length, numbers.Integral) and not isinstance(max_length, bool):
+            max_length = int(max_length)
         if (
             isinstance(max_length, bool)
             or not isinstance(max_length, int)
@@ -198,6 +201,11 @@ class GenerationMixin:
         )  # (audio takes a mapping: {"waveform", "length"})
         if unordered:
             normalize_texts(inputs, f"{where}: `inputs`")  # raises, naming the type
+        elif hasattr(inputs, "element_spec"):  # a tf.data.Dataset
+            raise InputError(
+                f"{where}: `inputs` is a tf.data.Dataset; give one batch of inputs (e.g. "
+                "`next(iter(dataset.batch(32)))`), or call it per batch."
+            )
         elif isinstance(inputs, collections.abc.Iterator):
             inputs = list(inputs)
         elif "string" in str(getattr(inputs, "dtype", "")):  # a tf.string tensor

@@ -51,8 +51,9 @@ class ScoringMixin:
             task: task name.
             inputs: a batch of raw inputs, as `generate` takes them (texts too, for a
                 model with a tokenizer).
-            targets: class ids `(B,)`, or token ids `(B, T)` with 0 as padding and
-                the end token included.
+            targets: class ids `(B,)`, or token ids `(B, T)` with 0 as padding:
+                every non-zero position is scored, so include the end token where
+                it should count (as `evaluate` does).
             examples: score only the first `examples` rows (default: all). The
                 rest pad the batch to a size already compiled, so scoring a data set
                 in fixed-size batches compiles one program per task group.
