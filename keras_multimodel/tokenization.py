@@ -16,23 +16,6 @@ from keras_multimodel.errors import InputError
 PAD_ID, UNK_ID, BOS_ID, END_ID = 0, 1, 2, 3
 
 
-def is_texts(values):
-    """Whether `values` is a batch of texts: a str or bytes, a list or tuple whose
-    first entry is one, or a numpy array of strings or bytes.
-
-    >>> is_texts(["a"]), is_texts(np.array([b"a"])), is_texts([[1, 2]]), is_texts([])
-    (True, True, False, False)
-    """
-    if isinstance(values, (str, bytes)):
-        return True
-    if isinstance(values, np.ndarray):
-        return values.dtype.kind in "US" or (
-            values.dtype.kind == "O" and values.size and isinstance(values.flat[0], (str, bytes))
-        )
-    is_sequence = isinstance(values, (list, tuple)) and len(values) > 0
-    return is_sequence and isinstance(values[0], (str, bytes))
-
-
 def normalize_texts(texts, where="text"):
     r"""A batch of texts -> a list of `str`, the one rule for text everywhere.
 

@@ -14,7 +14,6 @@ from keras_multimodel.modalities import Text
 from keras_multimodel.models.compiling import compile_function
 from keras_multimodel.tokenization import (
     ids_to_texts,
-    is_texts,
     normalize_texts,
     pad_rows,
     texts_to_ids,
@@ -222,7 +221,8 @@ class GenerationMixin:
                         "array (token ids padded with 0 to one length; waveforms padded with "
                         'zeros, as {"waveform", "length"}), or a list of strings for text.'
                     ) from None
-        if isinstance(inputs, np.ndarray) and inputs.dtype.kind in "USO":
+        text_array = isinstance(inputs, np.ndarray) and inputs.dtype.kind in "USO"
+        if text_array:
             if inputs.size == 0:
                 raise InputError(f"{where}: the batch is empty; give at least one input.")
             if inputs.dtype.kind == "O" and not any(
@@ -232,9 +232,7 @@ class GenerationMixin:
                     f"{where}: `inputs` is an array of Python objects; give a numeric array "
                     "(token ids, pixels) or strings for a text task."
                 )
-        if is_texts(inputs) or isinstance(inputs, (list, tuple)) or (
-            isinstance(inputs, np.ndarray) and inputs.dtype.kind in "USO"
-        ):
+        if text_array or isinstance(inputs, (str, bytes, list, tuple)):  # lists: of texts
             if self.tokenizer is None or not isinstance(input_net, Text):
                 raise InputError(
                     f"Task {task_name!r} received strings; only text tasks of a model built "
