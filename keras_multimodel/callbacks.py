@@ -6,6 +6,7 @@ import os
 import pathlib
 import shutil
 import tempfile
+import time
 
 import keras
 
@@ -56,6 +57,30 @@ class StopAtStep(keras.callbacks.Callback):
         # `batch`: the epoch's step this call starts at; it runs `steps_per_execution`.
         if self._epoch_start + batch + self._per_call >= self.steps:
             self.model.stop_training = True
+
+
+class EpochTimes(keras.callbacks.Callback):
+    """Appends `epoch,seconds` (wall time, validation included) to a CSV file after
+    every epoch, so steady-state speed can be told apart from the first epoch's
+    compiling (`history.csv` keeps only what the model logs).
+
+    Example:
+    >>> times = EpochTimes("/tmp/epoch_seconds.csv")  # model.fit(..., callbacks=[times])
+    """
+
+    def __init__(self, path):
+        super().__init__()
+        self.path = pathlib.Path(path)
+        self._start = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = time.perf_counter() - self._start
+        new = not self.path.exists()
+        with self.path.open("a") as file:
+            file.write(("epoch,seconds\n" if new else "") + f"{epoch},{seconds:.3f}\n")
 
 
 class AtomicBackupAndRestore(keras.callbacks.Callback):

@@ -333,6 +333,9 @@ def test_train_callbacks_let_keras_dispatch_steps_asynchronously(
     data = tf.data.Dataset.from_tensors(_label_batch([0, 1, 2, 1])).repeat()
     label_model.fit(data, steps_per_epoch=3, epochs=4, callbacks=[*callbacks, Probe()], verbose=0)
     assert len(on_main_thread) == 5  # epochs of 3 steps, stopped after 5 in all
+    times = (tmp_path / "epoch_seconds.csv").read_text().splitlines()
+    assert times[0] == "epoch,seconds" and [row.split(",")[0] for row in times[1:]] == ["0", "1"]
+    assert all(float(row.split(",")[1]) > 0 for row in times[1:])
     assert all(syncs_on_main_thread)
     if keras.backend.backend() == "tensorflow":
         assert all(on_main_thread)

@@ -409,3 +409,36 @@ def test_token_hits_is_argmax_accuracy_and_never_hits_an_out_of_range_id():
 def test_export_on_torch_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="written from the TensorFlow or JAX backend"):
         make_model().export(tmp_path / "served")
+
+
+@pytest.mark.parametrize(
+    "ablation", [{"use_moe": False}, {"use_attention": False}], ids=["no_moe", "no_attention"]
+)
+def test_ablated_bodies_keep_masking_caching_and_their_losses(rng, ablation):
+    """The paper's ablations: without the MoE there is no balancing loss; without
+    attention the decoder still sees the (masked) inputs; cached decoding equals
+    recomputation and input padding changes nothing in both."""
+    model = make_model(eval_capacity_factor=None, decoder_layers=2, **ablation)
+    batch = make_batch(rng)
+    outputs = model(batch, training=False)
+    assert len(model.losses) == (0 if "use_moe" in ablation else 2 * len(batch))
+    sub_batch = batch["text_to_text"]
+    padded = {**sub_batch, "inputs": np.pad(sub_batch["inputs"], [[0, 0], [0, 5]])}
+    before = to_numpy(model({"text_to_text": sub_batch})["text_to_text"])
+    np.testing.assert_allclose(before, to_numpy(outputs["text_to_text"]), atol=1e-5)
+    after = to_numpy(model({"text_to_text": padded})["text_to_text"])
+    np.testing.assert_allclose(before, after, atol=1e-5)
+    other = {**sub_batch, "inputs": sub_batch["inputs"][::-1].copy()}
+    changed = to_numpy(model({"text_to_text": other})["text_to_text"])
+    assert np.abs(changed - before).max() > 1e-4  # the outputs depend on the inputs
+    inputs = sub_batch["inputs"]
+    cached = model.generate("copy", inputs, max_length=10, stop_at_end=False)
+    recomputed = model.generate("copy", inputs, max_length=10, use_cache=False, stop_at_end=False)
+    np.testing.assert_array_equal(cached, recomputed)
+    config = model.get_config()
+    assert (
+        keras.saving.deserialize_keras_object(
+            keras.saving.serialize_keras_object(model)
+        ).body_config
+        == model.body_config
+    ), config

@@ -55,6 +55,10 @@ class TrainConfig:
             `LEARNING_RATE_SCALE / sqrt(hidden_size)` (the Transformer's rule): 5e-3
             for `tiny` (64 wide), 2.5e-3 for `base`, 1.8e-3 for `paper`.
         seed: random seed of initialisation and data order.
+        body: `{setting: value}` overrides of the preset's `BodyConfig` (e.g.
+            `{"num_experts": 16}`, `{"use_moe": False}`); `experiment` sets them.
+        train_fractions: `{task: fraction}`: train on this share (0 < f <= 1) of a
+            task's training split, a fixed random subset (the `scarce` experiment).
         distribution: "none" (one device), "data_parallel" or "expert_parallel"
             (JAX, `keras.distribution` over every visible device) or "mirrored"
             (TensorFlow, `tf.distribute.MirroredStrategy`); see docs/scaling.md.
@@ -75,6 +79,8 @@ class TrainConfig:
     learning_rate: float | None = None
     seed: int = 0
     distribution: str = "none"
+    body: dict = dataclasses.field(default_factory=dict)
+    train_fractions: dict = dataclasses.field(default_factory=dict)
 
     @property
     def epochs(self):
@@ -128,10 +134,32 @@ class TrainConfig:
         bundled.check_data_size(self.data_size)
         from keras_multimodel.modalities import Text
         from keras_multimodel.models import BodyConfig
+
+        if not isinstance(self.body, dict):
+            raise InputError(f"body must be a dict of BodyConfig settings; received {self.body!r}")
+        BodyConfig.from_preset(self.preset, **self.body)
+        if not isinstance(self.train_fractions, dict):
+            raise InputError(
+                f"train_fractions must be a {{task: fraction}} dict; received "
+                f"{self.train_fractions!r}"
+            )
+        for name, fraction in self.train_fractions.items():
+            if name not in self.tasks:
+                raise InputError(
+                    f"train_fractions names {name!r}, which is not among the tasks "
+                    f"({', '.join(self.tasks)})"
+                )
+            if (
+                isinstance(fraction, bool)
+                or not isinstance(fraction, (int, float))
+                or not 0 < fraction <= 1
+            ):
+                raise InputError(
+                    f"train_fractions[{name!r}] must be a number in (0, 1]; received {fraction!r}"
+                )
         from keras_multimodel.task import TaskPlan
         from keras_multimodel.tokenization import END_ID
 
-        BodyConfig.from_preset(self.preset)
         text = Text(self.vocabulary_size, bundled.TEXT_MAX_LENGTH[self.data_size], END_ID)
         records = [bundled.get(name) for name in self.tasks]
         groups = TaskPlan([record.make_task(text) for record in records]).groups
@@ -150,7 +178,7 @@ class TrainConfig:
             return float(self.learning_rate)
         from keras_multimodel.models import BodyConfig
 
-        hidden_size = BodyConfig.from_preset(self.preset).hidden_size
+        hidden_size = BodyConfig.from_preset(self.preset, **self.body).hidden_size
         return round(LEARNING_RATE_SCALE / math.sqrt(hidden_size), 6)
 
     def to_dict(self):

@@ -12,6 +12,7 @@ from absl import app, flags
 
 from keras_multimodel.cli.compilation_cache import use_compilation_cache
 from keras_multimodel.cli.config import DISTRIBUTIONS, DemoConfig, TrainConfig
+from keras_multimodel.cli.experiment import EXPERIMENT_NAMES, ExperimentConfig
 from keras_multimodel.data.bundled import DATA_SIZES
 from keras_multimodel.data.mixture import STRATEGIES
 from keras_multimodel.data.tokenizer import MODEL_TYPES
@@ -24,6 +25,9 @@ COMMANDS = {
     "predict": "decode one input: an image or WAV file, or text.",
     "export": "write a trained run as a SavedModel, one serving signature per task.",
     "demo": "train ConvBlock, AttentionBlock and MoELayer on a digit-sorting task.",
+    "experiment": "NAME (" + ", ".join(EXPERIMENT_NAMES) + "): the paper's claims tested on "
+    "a grid of train + evaluate runs, written up in OUTPUT_DIR/report.md with figures; "
+    "resumes where it stopped.",
 }
 COMMAND_FLAGS = {  # what `<command> --help` lists
     "train": ("output_dir", "tasks", "preset", "train_steps", "steps_per_epoch", "batch_size",
@@ -34,36 +38,46 @@ COMMAND_FLAGS = {  # what `<command> --help` lists
     "predict": ("model_dir", "task", "input", "sampler", "compilation_cache"),
     "export": ("model_dir", "export_dir", "tasks", "sampler", "compilation_cache"),
     "demo": ("output_dir", "steps_per_epoch", "batch_size", "epochs", "compilation_cache"),
+    "experiment": ("output_dir", "tasks", "preset", "steps", "seeds", "reference_seeds",
+                   "steps_per_epoch", "batch_size", "data_size", "max_examples", "scarce_task",
+                   "scarce_fraction", "compilation_cache"),
 }  # fmt: skip
 HELP_ARGS = ("--help", "-h", "-?", "--helpshort")
 FLAGS = flags.FLAGS
-_TRAIN, _DEMO = TrainConfig(), DemoConfig()
+_TRAIN, _DEMO, _EXPERIMENT = TrainConfig(), DemoConfig(), ExperimentConfig()
 
 
 def _define_flags():
-    flags.DEFINE_string("output_dir", None, "train: the run's directory (resumes if it exists).")
+    flags.DEFINE_string(
+        "output_dir", None, "train, experiment: the run's directory (resumes if it exists)."
+    )
     flags.DEFINE_string(
         "model_dir", None, "evaluate, predict, export: a finished train --output_dir."
     )
     flags.DEFINE_list(
         "tasks",
         list(_TRAIN.tasks),
-        "train: bundled tasks to train on; export: tasks to export (default: all of the model's).",
+        "train: bundled tasks to train on; experiment: those of the joint runs; export: tasks "
+        "to export (default: all of the model's).",
     )
-    flags.DEFINE_string("preset", _TRAIN.preset, "train: model preset (tiny, base, paper).")
+    flags.DEFINE_string(
+        "preset", _TRAIN.preset, "train, experiment: model preset (tiny, base, paper)."
+    )
     flags.DEFINE_integer("train_steps", _TRAIN.train_steps, "train: optimizer steps in all.")
     flags.DEFINE_integer(
         "steps_per_epoch",
         None,
         f"Steps per epoch: between backups and log lines (train: {_TRAIN.steps_per_epoch}; "
-        f"demo: {_DEMO.steps_per_epoch}).",
+        f"demo: {_DEMO.steps_per_epoch}; experiment: {_EXPERIMENT.steps_per_epoch}).",
     )
     flags.DEFINE_integer(
         "batch_size",
         None,
-        f"Examples per step (train: {_TRAIN.batch_size}; demo: {_DEMO.batch_size}).",
+        f"Examples per step (train, experiment: {_TRAIN.batch_size}; demo: {_DEMO.batch_size}).",
     )
-    flags.DEFINE_enum("data_size", _TRAIN.data_size, list(DATA_SIZES), "train: bundled data size.")
+    flags.DEFINE_enum(
+        "data_size", _TRAIN.data_size, list(DATA_SIZES), "train, experiment: bundled data size."
+    )
     flags.DEFINE_enum("mixing", _TRAIN.mixing, list(STRATEGIES), "train: how tasks share a batch.")
     flags.DEFINE_integer(
         "vocabulary_size", _TRAIN.vocabulary_size, "train: pieces of the shared vocabulary."
@@ -87,7 +101,30 @@ def _define_flags():
         list(DISTRIBUTIONS),
         "train: none (one device); data_parallel or expert_parallel (JAX); mirrored (TF).",
     )
-    flags.DEFINE_integer("max_examples", None, "evaluate: at most this many test examples a task.")
+    flags.DEFINE_integer(
+        "max_examples",
+        None,
+        "evaluate, experiment: at most this many test examples a task (evaluate: all; "
+        f"experiment: {_EXPERIMENT.max_examples}).",
+    )
+    flags.DEFINE_integer("steps", _EXPERIMENT.steps, "experiment: optimizer steps of every run.")
+    flags.DEFINE_integer(
+        "seeds", _EXPERIMENT.seeds, "experiment: seeds of every run but the joint reference."
+    )
+    flags.DEFINE_integer(
+        "reference_seeds",
+        _EXPERIMENT.reference_seeds,
+        "experiment: seeds of the joint reference; their spread is the noise each "
+        "difference is judged against.",
+    )
+    flags.DEFINE_string(
+        "scarce_task", _EXPERIMENT.scarce_task, "experiment scarce: the task cut to a share."
+    )
+    flags.DEFINE_float(
+        "scarce_fraction",
+        _EXPERIMENT.scarce_fraction,
+        "experiment scarce: the share of the task's training split kept.",
+    )
     flags.DEFINE_bool(
         "skip_unavailable",
         False,
@@ -140,7 +177,25 @@ def train_config():
     )
 
 
-def _run(command):
+def experiment_config(name):
+    """The ExperimentConfig the flags describe."""
+    return ExperimentConfig(
+        name=name,
+        tasks=tuple(FLAGS.tasks),
+        steps=FLAGS.steps,
+        seeds=FLAGS.seeds,
+        reference_seeds=FLAGS.reference_seeds,
+        steps_per_epoch=_pick(FLAGS.steps_per_epoch, _EXPERIMENT.steps_per_epoch),
+        preset=FLAGS.preset,
+        batch_size=_pick(FLAGS.batch_size, _EXPERIMENT.batch_size),
+        data_size=FLAGS.data_size,
+        max_examples=_pick(FLAGS.max_examples, _EXPERIMENT.max_examples),
+        scarce_task=FLAGS.scarce_task,
+        scarce_fraction=FLAGS.scarce_fraction,
+    )
+
+
+def _run(command, name=None):
     import keras
     from absl import logging
 
@@ -193,6 +248,12 @@ def _run(command):
             raise InputError("export needs --model_dir (a train run) and --export_dir")
         tasks = FLAGS.tasks if FLAGS["tasks"].present else None
         export(FLAGS.model_dir, FLAGS.export_dir, tasks, FLAGS.sampler)
+    elif command == "experiment":
+        from keras_multimodel.cli.experiment import run_experiment
+
+        if not FLAGS.output_dir:
+            raise InputError("experiment needs --output_dir, where its runs and report go")
+        run_experiment(FLAGS.output_dir, experiment_config(name))
     else:
         from keras_multimodel import demo
 
@@ -212,7 +273,8 @@ def _run(command):
 
 def command_help(command):
     """The help of one command: what it does and its flags with their defaults."""
-    lines = [f"usage: python -m keras_multimodel {command} [--flags]", "", COMMANDS[command], ""]
+    usage = f"{command} NAME" if command == "experiment" else command
+    lines = [f"usage: python -m keras_multimodel {usage} [--flags]", "", COMMANDS[command], ""]
     for name in COMMAND_FLAGS[command]:
         flag = FLAGS[name]
         default = ",".join(flag.default) if isinstance(flag.default, list) else flag.default
@@ -222,14 +284,23 @@ def command_help(command):
 
 
 def main(argv):
-    if len(argv) != 2 or argv[1] not in COMMANDS:
+    if len(argv) == 3 and argv[1] == "experiment":
+        command, name = argv[1], argv[2]
+    elif len(argv) == 2 and argv[1] == "experiment":
+        sys.exit(
+            "usage: python -m keras_multimodel experiment NAME --output_dir DIR; NAME is one "
+            f"of {', '.join(EXPERIMENT_NAMES)}"
+        )
+    elif len(argv) != 2 or argv[1] not in COMMANDS:
         given = " ".join(argv[1:]) or "nothing"
         sys.exit(
             f"usage: python -m keras_multimodel {{{','.join(COMMANDS)}}} [--flags]; "
             f"received {given}. See --helpfull for the flags."
         )
+    else:
+        command, name = argv[1], None
     try:
-        _run(argv[1])
+        _run(command, name)
     except InputError as error:  # bad input: one line; anything else keeps its traceback
         sys.exit(f"error: {error}")
 

@@ -10,11 +10,16 @@ import time
 
 import keras
 
-from keras_multimodel.callbacks import AtomicBackupAndRestore, StopAtStep, optimizer_step
+from keras_multimodel.callbacks import (
+    AtomicBackupAndRestore,
+    EpochTimes,
+    StopAtStep,
+    optimizer_step,
+)
 from keras_multimodel.cli.config import TrainConfig
 from keras_multimodel.cli.run_lock import run_lock
 from keras_multimodel.cli.scale import describe, distribution_scope
-from keras_multimodel.data import bundled, mixture
+from keras_multimodel.data import bundled, examples_per_step, mixture
 from keras_multimodel.data.tokenizer import train_tokenizer
 from keras_multimodel.errors import DataError
 
@@ -22,6 +27,8 @@ TOKENIZER_FILE = "tokenizer.model"
 SETTINGS_FILE = "train_settings.json"
 MODEL_FILE = "model.keras"
 BACKUP_DIR = "backup"
+MIXING_FILE = "mixing.json"  # each task's examples per step
+EPOCH_TIMES_FILE = "epoch_seconds.csv"
 
 
 def _tokenizer(output_dir, config):
@@ -44,7 +51,12 @@ def _tokenizer(output_dir, config):
 
 
 # Settings added after runs were saved without them: the value those runs used.
-SETTINGS_BEFORE_THEY_EXISTED = {"bucketing": "doubling", "tokenizer": "unigram"}
+SETTINGS_BEFORE_THEY_EXISTED = {
+    "bucketing": "doubling",
+    "tokenizer": "unigram",
+    "body": {},
+    "train_fractions": {},
+}
 
 
 def _saved_settings(output_dir):
@@ -62,10 +74,11 @@ def resumed_config(output_dir, config):
     saved = _saved_settings(output_dir)
     if saved is None:
         return config
+    defaults = TrainConfig()
     kept = {
         key: saved[key]
         for key in SETTINGS_BEFORE_THEY_EXISTED
-        if getattr(config, key) == getattr(TrainConfig, key) != saved[key]
+        if getattr(config, key) == getattr(defaults, key) != saved[key]
     }
     return dataclasses.replace(config, **kept)
 
@@ -94,7 +107,9 @@ def _check_settings(output_dir, settings):
 
 
 # TrainConfig settings that `train` takes no flag for (only Python callers set them).
-SETTINGS_WITHOUT_FLAGS = ("num_buckets", "bucketing", "validation_steps")
+SETTINGS_WITHOUT_FLAGS = (
+    "num_buckets", "bucketing", "validation_steps", "body", "train_fractions",
+)  # fmt: skip
 
 
 def _as_flag(key, value):
@@ -147,14 +162,23 @@ def _train(output_dir, config, verbose):
     start = time.time()
     tokenizer = _tokenizer(output_dir, config)
     tasks = bundled.make_tasks(tokenizer, config.tasks, config.data_size)
-    scope, degree = distribution_scope(config.distribution, BodyConfig.from_preset(config.preset))
+    body = BodyConfig.from_preset(config.preset, **config.body)
+    scope, degree = distribution_scope(config.distribution, body)
     with scope:  # the model's variables are created, and trained, where they belong
         return _fit(output_dir, config, tokenizer, tasks, degree, start, verbose)
 
 
+def _subset(dataset, fraction, seed):
+    """A fixed random `fraction` of `dataset` (at least one example)."""
+    size = int(dataset.cardinality())
+    keep = max(1, round(size * fraction))
+    return dataset.shuffle(size, seed=seed, reshuffle_each_iteration=False).take(keep).cache()
+
+
 def train_callbacks(output_dir, steps, backup):
     """`train`'s callbacks: `backup`, a stop after `steps` steps, TensorBoard logs in
-    `output_dir/logs` and `output_dir/history.csv`, one line per epoch.
+    `output_dir/logs`, and `output_dir/history.csv` and `epoch_seconds.csv`, one line
+    per epoch.
 
     None of them needs a step's results as soon as it ends, so Keras may dispatch
     the per-step callbacks to a worker thread (on JAX and torch; never on
@@ -178,18 +202,25 @@ def train_callbacks(output_dir, steps, backup):
         StopAtStep(steps),
         tensorboard,
         keras.callbacks.CSVLogger(str(output_dir / "history.csv"), append=True),
+        EpochTimes(output_dir / EPOCH_TIMES_FILE),
     ]
 
 
 def _fit(output_dir, config, tokenizer, tasks, degree, start, verbose):
     from keras_multimodel.models import MultiModel
 
-    model = MultiModel(tasks, preset=config.preset, tokenizer=tokenizer)
+    model = MultiModel(tasks, preset=config.preset, tokenizer=tokenizer, **config.body)
 
-    def data(split, seed, num_buckets, autotune=True):
+    def data_sets(split):
         sets = {
             name: bundled.load(name, split, tokenizer, config.data_size) for name in config.tasks
         }
+        if split == "train":
+            for name, fraction in config.train_fractions.items():
+                sets[name] = _subset(sets[name], fraction, config.seed)
+        return sets
+
+    def data(sets, seed, num_buckets, autotune=True):
         return mixture(
             sets,
             config.batch_size,
@@ -203,6 +234,14 @@ def _fit(output_dir, config, tokenizer, tasks, degree, start, verbose):
         )
 
     steps = config.train_steps
+    train_sets = data_sets("train")
+    shares = examples_per_step(
+        train_sets, config.batch_size, model, config.mixing, batch_multiple=degree
+    )
+    sizes = {name: int(dataset.cardinality()) for name, dataset in train_sets.items()}
+    (output_dir / MIXING_FILE).write_text(
+        json.dumps({"examples_per_step": shares, "training_examples": sizes}) + "\n"
+    )
     schedule = keras.optimizers.schedules.CosineDecay(
         0.0, decay_steps=max(1, steps - steps // 10), warmup_target=config.peak_learning_rate,
         warmup_steps=steps // 10, alpha=0.1,
@@ -226,10 +265,10 @@ def _fit(output_dir, config, tokenizer, tasks, degree, start, verbose):
     # does not autotune: fit drops its iterator every epoch, and dropping one that
     # autotunes can stall for up to a minute (see `mixture`).
     history = model.fit(
-        data("train", data_seed, config.num_buckets),
+        data(train_sets, data_seed, config.num_buckets),
         epochs=config.epochs,
         steps_per_epoch=min(config.steps_per_epoch, steps),
-        validation_data=data("validation", config.seed + 1, 1, autotune=False),
+        validation_data=data(data_sets("validation"), config.seed + 1, 1, autotune=False),
         validation_steps=config.validation_steps,
         callbacks=callbacks,
         verbose=progress_verbosity() if verbose is None else verbose,

@@ -292,11 +292,9 @@ def mixture(
         raise InputError(f"mixture: `autotune` must be True or False; got {autotune!r}.")
     rates = _rates(plan, datasets, rates, cap, temperature)
 
-    groups, limits, members = {}, {}, {}
-    for group, names in plan.groups.items():
-        names = [name for name in names if name in datasets and rates[name] > 0]
-        if not names:
-            continue
+    groups, limits = {}, {}
+    members = _group_members(plan, datasets, rates, batch_size, batch_multiple)
+    for group, (names, weights, size) in members.items():
         task = plan.task(names[0])
         max_lengths = {
             "inputs": task.inputs.max_lengths("inputs"),
@@ -306,22 +304,16 @@ def mixture(
         streams = [
             _task_stream(plan, name, datasets[name], repeat, shuffle_buffer, seed) for name in names
         ]
-        group_rate = sum(rates[name] for name in names)
         if len(streams) == 1:
             stream = streams[0]
         else:
             stream = tf.data.Dataset.sample_from_datasets(
-                streams,
-                weights=[rates[name] / group_rate for name in names],
-                seed=seed,
-                stop_on_empty_dataset=True,
+                streams, weights=weights, seed=seed, stop_on_empty_dataset=True
             )
-        size = sub_batch_size(batch_size, group_rate, batch_multiple)
         if not repeat:
             _check_one_batch(group, {name: datasets[name] for name in names}, size)
         groups[group] = stream.padded_batch(size, drop_remainder=True)
         limits[group] = _flat_limits(stream.element_spec, max_lengths)
-        members[group] = (names, [rates[name] / group_rate for name in names], size)
     if bucketing == "fitted":
         bounds = _fitted_bounds(plan, datasets, limits, members, num_buckets)
     else:
@@ -339,6 +331,44 @@ def mixture(
     options = tf.data.Options()
     options.autotune.enabled = False
     return batches.with_options(options)
+
+
+def _group_members(plan, datasets, rates, batch_size, batch_multiple):
+    """`{group: (task names, their shares of the group, examples per batch)}` for
+    the groups with a task of positive rate in `datasets` (`rates` normalised)."""
+    members = {}
+    for group, names in plan.groups.items():
+        names = [name for name in names if name in datasets and rates[name] > 0]
+        if names:
+            group_rate = sum(rates[name] for name in names)
+            size = sub_batch_size(batch_size, group_rate, batch_multiple)
+            members[group] = (names, [rates[name] / group_rate for name in names], size)
+    return members
+
+
+def examples_per_step(datasets, batch_size, tasks, rates=None, cap=None, temperature=2.0,
+                      batch_multiple=1):  # fmt: skip
+    """`{task: examples of it in a batch, on average}` of the `mixture` with the same
+    arguments: its group's sub-batch size times its share of the group.
+
+    >>> import numpy as np, tensorflow as tf
+    >>> import keras_multimodel as kmm
+    >>> from keras_multimodel.modalities import ClassLabel, Image
+    >>> tasks = [kmm.Task(name, Image(channels=1), ClassLabel(10)) for name in "ab"]
+    >>> data = tf.data.Dataset.from_tensor_slices(
+    ...     (np.zeros((8, 28, 28, 1), "uint8"), np.arange(8) % 10))
+    >>> examples_per_step({"a": data, "b": data}, 48, tasks, rates={"a": 3, "b": 1})
+    {'a': 36.0, 'b': 12.0}
+    """
+    plan = _plan(tasks)
+    members = _group_members(
+        plan, datasets, _rates(plan, datasets, rates, cap, temperature), batch_size, batch_multiple
+    )
+    shares = {name: 0.0 for name in datasets}
+    for names, weights, size in members.values():
+        for name, weight in zip(names, weights, strict=True):
+            shares[name] = size * weight
+    return shares
 
 
 def _fitted_bounds(plan, datasets, limits, members, num_buckets):
@@ -381,10 +411,7 @@ def _example_lengths(plan, name, dataset, limits):
         return tf.stack([tf.shape(t)[0] if limit is not None else 0
                          for t, limit in zip(flat, limits, strict=True)])  # fmt: skip
 
-    rows = [
-        batch.numpy()
-        for batch in stream.take(FIT_EXAMPLES).map(lengths).batch(4096)
-    ]
+    rows = [batch.numpy() for batch in stream.take(FIT_EXAMPLES).map(lengths).batch(4096)]
     if not rows:
         raise InputError(f"mixture: task {name!r} has no examples to fit bucket lengths to.")
     return np.concatenate(rows)

@@ -55,8 +55,18 @@ def synthesize(text, voice="en-us", speed=170, pitch=50):
     with tempfile.TemporaryDirectory() as tmp:
         path = pathlib.Path(tmp) / "speech.wav"
         subprocess.run(
-            [espeak_binary(), "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(path),
-             text],
+            [
+                espeak_binary(),
+                "-v",
+                voice,
+                "-s",
+                str(speed),
+                "-p",
+                str(pitch),
+                "-w",
+                str(path),
+                text,
+            ],
             check=True,
             capture_output=True,
         )

@@ -42,14 +42,18 @@ class _BodyPart(keras.layers.Layer):
 
     def _attention(self, name):
         c = self.config
+        shape = (None, None, c.hidden_size)
+        if not c.use_attention:
+            return built(MeanContext(dtype=self.dtype_policy, name=name), shape, shape)
         attention = AttentionBlock(
             c.num_heads, dropout=c.dropout, dtype=self.dtype_policy, name=name
         )
-        shape = (None, None, c.hidden_size)
         return built(attention, shape, shape)
 
     def _moe(self, name):
         c = self.config
+        if not c.use_moe:
+            return None
         moe = MoELayer(
             c.num_experts,
             c.expert_hidden_size,
@@ -86,7 +90,7 @@ class Encoder(_BodyPart):
 
     def call(self, x, mask=None, training=None):
         for i, block in enumerate(self.blocks):
-            if i == self.moe_position:
+            if i == self.moe_position and self.moe is not None:
                 x = self.moe(x, mask=mask, training=training)
             x = block(x, mask=mask, training=training)
         return x
@@ -154,7 +158,7 @@ class Decoder(_BodyPart):
 
     def call(self, x, encoded, mask=None, encoded_mask=None, training=None, decoding=False):
         for i, (block, attention) in enumerate(zip(self.blocks, self.attentions, strict=True)):
-            if i == self.moe_position:
+            if i == self.moe_position and self.moe is not None:
                 # `decoding`: no drops and no aux loss, like `step`.
                 x = (
                     self.moe.step(x, mask)
@@ -179,9 +183,51 @@ class Decoder(_BodyPart):
         for i, (block, attention, conv_cache, attention_cache) in enumerate(
             zip(self.blocks, self.attentions, cache["conv"], cache["attention"], strict=True)
         ):
-            if i == self.moe_position:
+            if i == self.moe_position and self.moe is not None:
                 x = self.moe.step(x)
             x, conv_cache = block.step(x, conv_cache)
             x, _ = attention.step(x, attention_cache, index, context_mask=encoded_mask)
             conv_caches.append(conv_cache)
         return x, {"conv": conv_caches, "attention": cache["attention"]}
+
+
+class MeanContext(keras.layers.Layer):
+    """Attention's stand-in for the "without attention" ablation: every position
+    gets the same context, the masked mean of the encoded inputs, projected and
+    added residually, then layer-normalised (as `AttentionBlock` does).
+
+    It keeps `AttentionBlock`'s cross-attention interface (`call`, `init_cache`,
+    `step`), so the body and cached decoding run unchanged.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True  # masks are passed explicitly
+
+    def build(self, x_shape, context_shape=None):
+        self.projection = keras.layers.Dense(
+            x_shape[-1], dtype=self.dtype_policy, name="projection"
+        )
+        self.projection.build(tuple(context_shape or x_shape))
+        self.norm = keras.layers.LayerNormalization(epsilon=1e-6, dtype=self.dtype_policy)
+        self.norm.build(x_shape)
+        self.built = True
+
+    def call(self, x, context=None, mask=None, context_mask=None, training=None):
+        context = ops.cast(context, self.compute_dtype)
+        if context_mask is None:
+            mean = ops.mean(context, axis=1, keepdims=True)
+        else:
+            weights = ops.cast(context_mask, self.compute_dtype)[:, :, None]  # (B, S, 1)
+            total = ops.sum(context * weights, axis=1, keepdims=True)
+            mean = total / ops.maximum(ops.sum(weights, axis=1, keepdims=True), 1.0)
+        return self.norm(ops.cast(x, self.compute_dtype) + self.projection(mean))
+
+    def init_cache(self, batch_size, max_length, context=None):
+        return {"context": ops.cast(context, self.compute_dtype)}
+
+    def step(self, x, cache, index, context_mask=None):
+        return self.call(x, cache["context"], context_mask=context_mask), cache
+
+    def compute_output_shape(self, x_shape, context_shape=None):
+        return tuple(x_shape)

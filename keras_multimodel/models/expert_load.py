@@ -77,6 +77,8 @@ def expert_load(model, batches, steps=None):
         isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1
     ):
         raise InputError(f"expert_load: `steps` must be a positive int or None; got {steps!r}.")
+    if not moe_layers:
+        raise InputError("expert_load: this MultiModel has no MoE layers (use_moe=False).")
     num_tasks, num_experts = len(model.tasks), moe_layers[0].num_experts
     counts = np.zeros((num_tasks, len(moe_layers), num_experts), "int64")
     task_ids = None  # the current sub-batch's task id per example

@@ -129,8 +129,8 @@ class MultiModel(GenerationMixin, ScoringMixin, TrainingMixin, keras.Model):
 
     @property
     def moe_layers(self):
-        """The body's `MoELayer`s: `[encoder.moe, decoder.moe]`."""
-        return [self.encoder.moe, self.decoder.moe]
+        """The body's `MoELayer`s: `[encoder.moe, decoder.moe]` (none without MoE)."""
+        return [moe for moe in (self.encoder.moe, self.decoder.moe) if moe is not None]
 
     @property
     def groups(self):
@@ -246,7 +246,7 @@ class MultiModel(GenerationMixin, ScoringMixin, TrainingMixin, keras.Model):
         self.moe_loss_tracker.update_state(_unscale_for_replicas(balance))
         latest = getattr(self._latest_call, "dropped", None)
         self._latest_call.dropped = None
-        if latest is not None and _same_tensors(latest[0], y_pred):  # this step's call
+        if latest and latest[1] and _same_tensors(latest[0], y_pred):  # this step's call
             self.moe_dropped_tracker.update_state(ops.mean(ops.stack(latest[1])))
         return total + balance
 

@@ -40,6 +40,10 @@ class BodyConfig:
         dropout: dropout rate of every residual branch.
         moe_num_groups: routing groups of each MoELayer per global batch; None
             (the default) for one per data shard (see `MoELayer`).
+        use_moe: False leaves the MoELayers out (the paper's "without MoE" ablation).
+        use_attention: False replaces every attention block by the mean of the
+            encoded inputs, projected and added (the paper's "without attention"
+            ablation: the decoder still sees its input, but cannot choose where to look).
 
     >>> BodyConfig.from_preset("tiny", hidden_size=32).hidden_size
     32
@@ -59,6 +63,8 @@ class BodyConfig:
     moe_loss_coef: float = 1e-2
     dropout: float = 0.1
     moe_num_groups: int | None = None
+    use_moe: bool = True
+    use_attention: bool = True
 
     def __post_init__(self):
         for key in ("kernel_sizes", "dilation_rates"):  # JSON gives lists

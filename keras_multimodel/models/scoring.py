@@ -99,7 +99,7 @@ class ScoringMixin:
         }
 
     def _scores(self, batch):
-        (group, sub_batch), = batch.items()
+        ((group, sub_batch),) = batch.items()
         target_net = self.nets_of(self.plan.groups[group][0])[1]
         logits = ops.cast(self(batch, training=False)[group], "float32")  # (B, T, V)
         tokens = target_net.target_tokens(sub_batch["targets"])  # (B, T)
@@ -144,9 +144,7 @@ def _checked_targets(task_name, target_net, targets):
     if not targets.size:
         raise InputError(f"{where}: the batch is empty; give at least one example.")
     if target_net.is_sequence:
-        check_token_ids(
-            targets, task_name, "targets", target_net.vocab_size, target_net.max_length
-        )
+        check_token_ids(targets, task_name, "targets", target_net.vocab_size, target_net.max_length)
         return targets.astype("int32")
     if targets.ndim != 1 or targets.min() < 0 or targets.max() >= target_net.num_classes:
         raise InputError(

@@ -118,9 +118,7 @@ RECORD = register(
         baselines=(
             Baseline("empty output", baselines.empty_output),
             Baseline("most frequent transcript", baselines.most_frequent_output, learned=True),
-            Baseline(
-                "nearest log-mel mean", baselines.nearest_neighbour_transcript, learned=True
-            ),
+            Baseline("nearest log-mel mean", baselines.nearest_neighbour_transcript, learned=True),
         ),
         extra_splits=("real",),
         vocabulary_texts=lambda data_size: sentences("train", data_size),
