@@ -345,9 +345,10 @@ def _versus_reference(results, runs, claim):
         better = [t for t, o in zip(tasks, outcome, strict=True) if o == -1]
         worse = [t for t, o in zip(tasks, outcome, strict=True) if o == 1]
         verdicts.append(
-            f"{run.name} against {REFERENCE}: better on {len(better)} tasks "
-            f"({', '.join(better) or 'none'}), worse on {len(worse)} "
-            f"({', '.join(worse) or 'none'}), level on the rest." + claim(run, better, worse, tasks)
+            f"{run.name} against {REFERENCE}: better on {', '.join(better) or 'no task'}; "
+            f"worse on {', '.join(worse) or 'no task'}; level on "
+            f"{len(tasks) - len(better) - len(worse)} of {len(tasks)}."
+            + claim(run, better, worse, tasks)
         )
     return verdicts
 
@@ -425,7 +426,8 @@ def _scarce(results, runs):
         gain = results.mean_paper(alone, task) - results.mean_paper(name, task)
         verdicts.append(
             f"{claim}, with {task} cut to {config.scarce_fraction:g} of its data: "
-            f"{_held(gain > noise)} ({name} {gain:+.3f} nats better than alone; noise {noise:.3f})."
+            f"{_held(gain > noise)} (log-perplexity {results.mean_paper(name, task):.3f} "
+            f"against {results.mean_paper(alone, task):.3f} alone; noise {noise:.3f})."
         )
     return verdicts
 
