@@ -73,6 +73,36 @@ def word_error_rate(references, hypotheses):
     return float(metric.result())
 
 
+def loops(text, n=3, repeats=3):
+    """Whether `text` repeats itself: some run of `n` words occurs `repeats` times
+    or more (decoding caught in a loop: "the land of the land of the land of").
+
+    >>> loops("Y la tierra de la tierra de Dios, y la tierra de la tierra de la tierra.")
+    True
+    >>> loops("a man rides a horse on the beach"), loops("no no no"), loops("no no no no no")
+    (False, False, True)
+    """
+    words = text.split()
+    counts = {}
+    for i in range(len(words) - n + 1):
+        gram = tuple(words[i : i + n])
+        counts[gram] = counts.get(gram, 0) + 1
+        if counts[gram] >= repeats:
+            return True
+    return False
+
+
+def looping_share(references, hypotheses):
+    """The share of hypotheses that `loops` (the references are not used: a
+    `Metric` takes both; score them as hypotheses to see natural text's share).
+
+    >>> looping_share(None, ["a b c", "a b a b a b a b", "x"])
+    0.3333333333333333
+    """
+    hypotheses = list(hypotheses)
+    return sum(map(loops, hypotheses)) / len(hypotheses) if hypotheses else 0.0
+
+
 def exact_match(references, hypotheses):
     """Fraction of hypotheses equal to their reference, ignoring spacing."""
     pairs = zip(references, hypotheses, strict=True)

@@ -27,7 +27,10 @@ RECORD = register(
         inputs=ImageFormat((32, 32, 3)),
         targets=TextFormat(),
         examples=examples,
-        metrics=(Metric("BLEU (smoothed)", functools.partial(evaluation.bleu, smooth=True)),),
+        metrics=(
+            Metric("BLEU (smoothed)", functools.partial(evaluation.bleu, smooth=True)),
+            Metric("looping outputs (share)", evaluation.looping_share, higher_is_better=False),
+        ),
         baselines=(
             Baseline("empty output", baselines.empty_output),
             Baseline("nearest image's caption", baselines.nearest_neighbour_caption, learned=True),

@@ -114,6 +114,7 @@ RECORD = register(
         examples=examples,
         metrics=(
             Metric("WER (lower is better)", evaluation.word_error_rate, higher_is_better=False),
+            Metric("looping outputs (share)", evaluation.looping_share, higher_is_better=False),
         ),
         baselines=(
             Baseline("empty output", baselines.empty_output),

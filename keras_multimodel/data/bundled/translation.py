@@ -27,7 +27,10 @@ def _record(name, description, source, target):
             inputs=TextFormat(),
             targets=TextFormat(),
             examples=_examples(source, target),
-            metrics=(Metric("BLEU", evaluation.bleu),),
+            metrics=(
+                Metric("BLEU", evaluation.bleu),
+                Metric("looping outputs (share)", evaluation.looping_share, higher_is_better=False),
+            ),
             baselines=(
                 Baseline("copy the input", baselines.copy_the_input),
                 Baseline("word-overlap retrieval", baselines.retrieval_translation, learned=True),
