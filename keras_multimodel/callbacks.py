@@ -59,6 +59,37 @@ class StopAtStep(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class AdaptiveMixing(keras.callbacks.Callback):
+    """Feeds each epoch's per-task training losses (`<task>_loss`) to an
+    `keras_multimodel.data.AdaptiveRates`, so the `mixture` built with it samples
+    the tasks the model fits worst more often, and logs each task's new rate as
+    `mixing_rate_<task>` (before `CSVLogger` and `TensorBoard` in the callbacks,
+    they record it).
+
+    Example:
+    >>> from keras_multimodel.data import AdaptiveRates
+    >>> rates = AdaptiveRates(["copy", "label"])
+    >>> callback = AdaptiveMixing(rates)  # mixture(..., rates=rates); fit(callbacks=[callback])
+    >>> logs = {"copy_loss": 2.0, "label_loss": 0.5}
+    >>> callback.on_epoch_end(0, logs)
+    >>> round(logs["mixing_rate_copy"], 2), round(logs["mixing_rate_label"], 2)
+    (0.77, 0.23)
+    """
+
+    def __init__(self, rates):
+        super().__init__()
+        self.rates = rates
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        losses = {name: logs[f"{name}_loss"] for name in self.rates.tasks
+                  if f"{name}_loss" in logs}  # fmt: skip
+        self.rates.update(losses)
+        for name, rate in self.rates.rates.items():
+            logs[f"mixing_rate_{name}"] = rate
+
+
 class EpochTimes(keras.callbacks.Callback):
     """Appends `epoch,seconds` (wall time, validation included) to a CSV file after
     every epoch, so steady-state speed can be told apart from the first epoch's

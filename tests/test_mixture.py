@@ -93,9 +93,7 @@ def test_fitted_boundaries_hold_the_share_of_batches_asked_for():
     assert fitted(two, [0.25, 0.75], 1, 64, 3, [0.2, 0.7]) == [8, 24, 24, 64]
 
 
-def test_fitted_buckets_pad_to_the_data_and_keep_max_length_for_longer_examples(
-    rng, monkeypatch
-):
+def test_fitted_buckets_pad_to_the_data_and_keep_max_length_for_longer_examples(rng, monkeypatch):
     tasks = make_tasks()[1:2]  # text, max_length 32
     # 79 short examples (2-6 tokens), then one of 13. Batches of 2 hold the long
     # one 2.5% of the time, so the 90% bucket (inputs and targets: 94.9% each) is
@@ -372,3 +370,39 @@ def test_a_task_stored_in_order_is_shuffled_across_the_whole_split():
     first_epoch, second_epoch = seen[:1000], seen[1000:]
     assert sorted(first_epoch) == list(range(1000))  # every example once per epoch
     assert first_epoch != second_epoch  # reshuffled every epoch
+
+
+def test_adaptive_rates_move_a_group_s_tasks_without_a_new_pipeline(rng):
+    """The sub-batch sizes stay those of the initial (uniform) rates; after an
+    update that gives "copy" 93% of the text group, the same iterator draws it
+    about that often."""
+    rates = kmm.data.AdaptiveRates(["label", "copy", "swap", "listen"], decay=0.0, floor=0.2)
+    data = kmm.data.mixture(make_datasets(rng), 16, tasks=make_tasks(), rates=rates, seed=3)
+    assert kmm.data.examples_per_step(make_datasets(rng), 16, make_tasks(), rates) == {
+        "label": 4.0, "copy": 4.0, "swap": 4.0, "listen": 4.0
+    }  # fmt: skip
+    iterator = iter(data)
+
+    def copy_share(batches):
+        ids = np.concatenate([next(iterator)["text_to_text"]["task_id"].numpy()
+                              for _ in range(batches)])  # fmt: skip
+        assert next(iterator)["text_to_text"]["targets"].shape[0] == 8  # the size stays
+        return np.mean(ids == 1)
+
+    assert 0.35 < copy_share(40) < 0.65
+    rates.update({"label": 0.5, "copy": 8.0, "swap": 0.0, "listen": 1.5})
+    np.testing.assert_allclose(rates.weights(["copy", "swap"]), [0.932, 0.068], atol=1e-3)
+    copy_share(10)  # batches prefetched before the update
+    assert 0.85 < copy_share(40) < 0.99
+
+
+def test_adaptive_rates_refuse_bad_settings():
+    with pytest.raises(kmm.errors.InputError, match="`decay` must be in"):
+        kmm.data.AdaptiveRates(["a"], decay=1.0)
+    with pytest.raises(kmm.errors.InputError, match="`initial` must give each task"):
+        kmm.data.AdaptiveRates(["a", "b"], initial={"a": 1.0})
+    with pytest.raises(kmm.errors.InputError, match="unknown task 'c'"):
+        kmm.data.AdaptiveRates(["a", "b"]).update({"c": 1.0})
+    rates = kmm.data.AdaptiveRates(["a", "b"])
+    rates.update({"a": float("nan")})
+    assert rates.rates == {"a": 0.5, "b": 0.5}  # no finite loss of every task yet

@@ -6,7 +6,7 @@ import dataclasses
 import math
 
 from keras_multimodel.data import bundled
-from keras_multimodel.data.mixture import BUCKETINGS, STRATEGIES
+from keras_multimodel.data.mixture import BUCKETINGS, MIXINGS
 from keras_multimodel.data.tokenizer import MODEL_TYPES
 from keras_multimodel.errors import InputError
 
@@ -39,7 +39,11 @@ class TrainConfig:
         steps_per_epoch: steps between backups, validation and log lines.
         batch_size: examples per step, over all tasks.
         data_size: bundled data size, "small" or "full".
-        mixing: how tasks share a batch: "uniform", "proportional", "temperature".
+        mixing: how tasks share a batch: "uniform", "proportional", "temperature"
+            (`keras_multimodel.data.mixing_rates`), or "adaptive": uniform group
+            sizes, and within a group the tasks sampled by their moving-average
+            training loss (`keras_multimodel.data.AdaptiveRates`; a resumed run
+            starts again from uniform).
         vocabulary_size: pieces of the shared SentencePiece vocabulary (at most: fewer
             when the tasks' texts support fewer).
         tokenizer: the vocabulary's SentencePiece model, "bpe" (byte-pair encoding)
@@ -118,8 +122,10 @@ class TrainConfig:
                 f"{here} (set KERAS_BACKEND={backend}, or pick "
                 f"{native.get(here, 'none: ' + here + ' trains on one device here')})"
             )
-        if self.mixing not in STRATEGIES:
-            raise InputError(f"--mixing must be one of {', '.join(STRATEGIES)}")
+        if self.mixing not in MIXINGS:
+            raise InputError(
+                f"--mixing must be one of {', '.join(MIXINGS)}; received {self.mixing!r}"
+            )
         if self.tokenizer not in MODEL_TYPES:
             raise InputError(
                 f"--tokenizer must be one of {', '.join(MODEL_TYPES)}; received {self.tokenizer!r}"

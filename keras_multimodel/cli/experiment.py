@@ -18,7 +18,7 @@ import time
 
 from keras_multimodel.cli.config import TrainConfig, check_positive
 from keras_multimodel.data import bundled
-from keras_multimodel.data.mixture import STRATEGIES
+from keras_multimodel.data.mixture import MIXINGS
 from keras_multimodel.errors import DataError, InputError
 
 RUN_FILE = "experiment_run.json"  # a run's settings, written before it starts
@@ -32,7 +32,8 @@ EXPERIMENTS = {
     "capacity": "the joint model with 16 and 64 experts (the preset has 4 in tiny) and "
     "with a body twice as wide",
     "blocks": "the joint model without its MoE layers and without attention (the paper's ablation)",
-    "mixing": "uniform task sampling against temperature (T=2) and examples-proportional",
+    "mixing": "uniform task sampling against examples-proportional, temperature (T=2) "
+    "and adaptive (by moving-average training loss, within each group)",
     "scarce": "one task cut to a tenth of its data: alone, with image classification "
     "only, and with all the other tasks",
 }
@@ -139,7 +140,7 @@ class ExperimentConfig:
             return [joint, Run("no-moe", tasks, body={"use_moe": False}),
                     Run("no-attention", tasks, body={"use_attention": False})]  # fmt: skip
         if experiment == "mixing":
-            return [joint] + [Run(f"mixing-{s}", tasks, mixing=s) for s in STRATEGIES
+            return [joint] + [Run(f"mixing-{s}", tasks, mixing=s) for s in MIXINGS
                               if s != "uniform"]  # fmt: skip
         scarce = {self.scarce_task: self.scarce_fraction}
         with_image = tuple(dict.fromkeys(("classify_image", self.scarce_task)))

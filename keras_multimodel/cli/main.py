@@ -14,7 +14,7 @@ from keras_multimodel.cli.compilation_cache import use_compilation_cache
 from keras_multimodel.cli.config import DISTRIBUTIONS, DemoConfig, TrainConfig
 from keras_multimodel.cli.experiment import EXPERIMENT_NAMES, ExperimentConfig
 from keras_multimodel.data.bundled import DATA_SIZES
-from keras_multimodel.data.mixture import STRATEGIES
+from keras_multimodel.data.mixture import MIXINGS
 from keras_multimodel.data.tokenizer import MODEL_TYPES
 from keras_multimodel.errors import InputError
 
@@ -78,7 +78,7 @@ def _define_flags():
     flags.DEFINE_enum(
         "data_size", _TRAIN.data_size, list(DATA_SIZES), "train, experiment: bundled data size."
     )
-    flags.DEFINE_enum("mixing", _TRAIN.mixing, list(STRATEGIES), "train: how tasks share a batch.")
+    flags.DEFINE_enum("mixing", _TRAIN.mixing, list(MIXINGS), "train: how tasks share a batch.")
     flags.DEFINE_integer(
         "vocabulary_size", _TRAIN.vocabulary_size, "train: pieces of the shared vocabulary."
     )

@@ -11,6 +11,7 @@ import time
 import keras
 
 from keras_multimodel.callbacks import (
+    AdaptiveMixing,
     AtomicBackupAndRestore,
     EpochTimes,
     StopAtStep,
@@ -19,7 +20,7 @@ from keras_multimodel.callbacks import (
 from keras_multimodel.cli.config import TrainConfig
 from keras_multimodel.cli.run_lock import run_lock
 from keras_multimodel.cli.scale import describe, distribution_scope
-from keras_multimodel.data import bundled, examples_per_step, mixture
+from keras_multimodel.data import AdaptiveRates, bundled, examples_per_step, mixture
 from keras_multimodel.data.tokenizer import train_tokenizer
 from keras_multimodel.errors import DataError
 
@@ -220,12 +221,12 @@ def _fit(output_dir, config, tokenizer, tasks, degree, start, verbose):
                 sets[name] = _subset(sets[name], fraction, config.seed)
         return sets
 
-    def data(sets, seed, num_buckets, autotune=True):
+    def data(sets, seed, num_buckets, rates, autotune=True):
         return mixture(
             sets,
             config.batch_size,
             model,
-            rates=config.mixing,
+            rates=rates,
             num_buckets=num_buckets,
             bucketing=config.bucketing,
             seed=seed,
@@ -235,9 +236,8 @@ def _fit(output_dir, config, tokenizer, tasks, degree, start, verbose):
 
     steps = config.train_steps
     train_sets = data_sets("train")
-    shares = examples_per_step(
-        train_sets, config.batch_size, model, config.mixing, batch_multiple=degree
-    )
+    rates = AdaptiveRates(config.tasks) if config.mixing == "adaptive" else config.mixing
+    shares = examples_per_step(train_sets, config.batch_size, model, rates, batch_multiple=degree)
     sizes = {name: int(dataset.cardinality()) for name, dataset in train_sets.items()}
     (output_dir / MIXING_FILE).write_text(
         json.dumps({"examples_per_step": shares, "training_examples": sizes}) + "\n"
@@ -252,6 +252,8 @@ def _fit(output_dir, config, tokenizer, tasks, degree, start, verbose):
     # at), not from the exact position it was killed at.
     data_seed = config.seed + 1000 * backup.latest_epoch()
     callbacks = train_callbacks(output_dir, steps, backup)
+    if isinstance(rates, AdaptiveRates):  # before the loggers, which record its rates
+        callbacks.insert(2, AdaptiveMixing(rates))
     print(
         f"Training {config.preset!r} on {', '.join(config.tasks)} ({config.data_size} data) "
         f"for {steps} steps of {config.batch_size} examples"
@@ -265,10 +267,16 @@ def _fit(output_dir, config, tokenizer, tasks, degree, start, verbose):
     # does not autotune: fit drops its iterator every epoch, and dropping one that
     # autotunes can stall for up to a minute (see `mixture`).
     history = model.fit(
-        data(train_sets, data_seed, config.num_buckets),
+        data(train_sets, data_seed, config.num_buckets, rates),
         epochs=config.epochs,
         steps_per_epoch=min(config.steps_per_epoch, steps),
-        validation_data=data(data_sets("validation"), config.seed + 1, 1, autotune=False),
+        validation_data=data(
+            data_sets("validation"),
+            config.seed + 1,
+            1,
+            "uniform" if config.mixing == "adaptive" else config.mixing,
+            autotune=False,
+        ),
         validation_steps=config.validation_steps,
         callbacks=callbacks,
         verbose=progress_verbosity() if verbose is None else verbose,

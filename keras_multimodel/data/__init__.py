@@ -1,6 +1,7 @@
 """Input pipelines: the bundled tasks, the shared tokenizer, multi-task mixtures."""
 
 from keras_multimodel.data import bundled, speech, tfds_loaders
+from keras_multimodel.data.adaptive_mixing import AdaptiveRates
 from keras_multimodel.data.bundled import (
     PAPER_TASKS,
     load,
@@ -10,6 +11,7 @@ from keras_multimodel.data.bundled import (
 )
 from keras_multimodel.data.mixture import (
     BUCKETINGS,
+    MIXINGS,
     STRATEGIES,
     bucket_boundaries,
     examples_per_step,
@@ -24,7 +26,9 @@ from keras_multimodel.tokenization import ids_to_texts, texts_to_ids
 
 __all__ = [
     "PAPER_TASKS",
+    "AdaptiveRates",
     "BUCKETINGS",
+    "MIXINGS",
     "STRATEGIES",
     "DataError",
     "bucket_boundaries",

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
+from keras_multimodel.data.adaptive_mixing import AdaptiveRates
 from keras_multimodel.errors import InputError
 from keras_multimodel.task import TaskPlan
 
@@ -33,6 +34,8 @@ def _plan(tasks):
 
 
 STRATEGIES = ("uniform", "proportional", "temperature")
+# What `train --mixing` takes: a strategy, or "adaptive" (`AdaptiveRates`).
+MIXINGS = (*STRATEGIES, "adaptive")
 BUCKETINGS = ("doubling", "fitted")
 # "fitted" bucketing: the share of batches the fitted buckets below the longest
 # example's hold together, and the examples per task it reads to learn the lengths
@@ -137,6 +140,11 @@ def _dataset_sizes(datasets):
 def _rates(plan, datasets, rates, cap=None, temperature=2.0):
     if rates is None:
         rates = "uniform"
+    if isinstance(rates, AdaptiveRates):
+        unknown = sorted(set(datasets) - set(rates.tasks))
+        if unknown:
+            raise InputError(f"mixture: the AdaptiveRates have no rate for tasks {unknown}.")
+        rates = {name: rates.initial[name] for name in datasets}
     if isinstance(rates, str):
         if rates not in STRATEGIES:
             raise InputError(
@@ -218,7 +226,9 @@ def mixture(
         tasks: the `MultiModel` (or its list of `Task`s) the batches are for.
         rates: `{task name: rate}`, or a strategy of `mixing_rates` computed from
             the datasets' sizes: "uniform" (the default), "proportional" (with
-            `cap`) or "temperature" (with `temperature` and `cap`).
+            `cap`) or "temperature" (with `temperature` and `cap`), or an
+            `AdaptiveRates`, whose rates move during training (within each group;
+            the sub-batch sizes come from its initial rates).
         num_buckets: padded lengths per variable-length tensor.
         repeat: repeat every task forever (train with `steps_per_epoch`); with
             False the mixture ends when its first group runs out.
@@ -290,6 +300,7 @@ def mixture(
         )
     if not isinstance(autotune, bool):
         raise InputError(f"mixture: `autotune` must be True or False; got {autotune!r}.")
+    adaptive = rates
     rates = _rates(plan, datasets, rates, cap, temperature)
 
     groups, limits = {}, {}
@@ -307,6 +318,8 @@ def mixture(
         if len(streams) == 1:
             stream = streams[0]
         else:
+            if isinstance(adaptive, AdaptiveRates):
+                weights = _moving_weights(adaptive, names)
             stream = tf.data.Dataset.sample_from_datasets(
                 streams, weights=weights, seed=seed, stop_on_empty_dataset=True
             )
@@ -331,6 +344,17 @@ def mixture(
     options = tf.data.Options()
     options.autotune.enabled = False
     return batches.with_options(options)
+
+
+def _moving_weights(rates, names):
+    """A dataset of the group's current sampling weights, read from `rates` for
+    every example drawn (so they follow `AdaptiveRates.update` without a retrace)."""
+
+    def current(_):
+        weights = tf.numpy_function(lambda: rates.weights(names), [], tf.float32, stateful=True)
+        return tf.ensure_shape(weights, [len(names)])
+
+    return tf.data.Dataset.from_tensors(0).repeat().map(current)
 
 
 def _group_members(plan, datasets, rates, batch_size, batch_multiple):
