@@ -22,7 +22,8 @@ flags.DEFINE_list("tasks", [], "Tasks to decode (default: every sequence task of
 
 def main(argv):
     del argv
-    from keras_multimodel.cli.evaluate import load_run, predict_batched
+    from keras_multimodel.cli.evaluate import predict_batched
+    from keras_multimodel.cli.run_dir import load_run
     from keras_multimodel.data import bundled
 
     model, settings = load_run(FLAGS.model_dir)

@@ -19,9 +19,10 @@ import pytest
 from keras_multimodel import evaluation
 from keras_multimodel.cli import main
 from keras_multimodel.cli.config import TrainConfig
-from keras_multimodel.cli.evaluate import evaluate, load_run
+from keras_multimodel.cli.evaluate import evaluate
 from keras_multimodel.cli.export import export
 from keras_multimodel.cli.predict import predict
+from keras_multimodel.cli.run_dir import load_run
 from keras_multimodel.cli.train import (
     SETTINGS_WITHOUT_FLAGS,
     _check_settings,

@@ -25,7 +25,7 @@ from keras_multimodel.callbacks import (
     optimizer_step,
 )
 from keras_multimodel.cli.config import TrainConfig
-from keras_multimodel.cli.evaluate import load_run
+from keras_multimodel.cli.run_dir import load_run
 from keras_multimodel.cli.run_lock import run_lock
 from keras_multimodel.cli.train import train, train_callbacks
 from keras_multimodel.data import DataError

@@ -3,90 +3,13 @@
 import json
 import pathlib
 import time
-import zipfile
 
 import keras
 
-from keras_multimodel.cli.train import MODEL_FILE, SETTINGS_FILE
+from keras_multimodel import samplers
+from keras_multimodel.cli.run_dir import EVALUATION_FILE, load_run
 from keras_multimodel.data import bundled
-from keras_multimodel.data.bundled.record import DECODINGS
-from keras_multimodel.errors import DataError, InputError
-from keras_multimodel.modalities import Image
-from keras_multimodel.models import MultiModel
-
-KERAS_FILE_MEMBERS = ("config.json", "model.weights.h5")  # what keras.saving writes
-
-
-def load_run(model_dir):
-    """The trained model of a `train` run and its settings; one-line errors otherwise."""
-    model_dir = pathlib.Path(model_dir)
-    path = model_dir / MODEL_FILE
-    if not path.exists():
-        hint = (
-            " (training has not finished: run train again with this --output_dir to resume)"
-            if (model_dir / SETTINGS_FILE).exists()
-            else ""
-        )
-        raise DataError(f"no trained model at {path}{hint}")
-    config = None
-    try:  # a .keras file is a zip archive: check every member's CRC before loading
-        with zipfile.ZipFile(path) as archive:
-            damaged = archive.testzip()
-            missing = [name for name in KERAS_FILE_MEMBERS if name not in archive.namelist()]
-            if damaged is None and not missing:
-                config = archive.read("config.json")
-    except (zipfile.BadZipFile, EOFError) as error:
-        damaged, missing = f"not a complete archive: {error}", []
-    if damaged is None and missing:
-        raise DataError(
-            f"{path} is not a Keras model file (a zip archive without {', '.join(missing)}); "
-            "point --model_dir at the --output_dir of a train run"
-        )
-    if damaged is not None:
-        raise DataError(
-            f"{path} is damaged ({damaged}); train again into a new --output_dir, or restore "
-            "the file from a copy"
-        )
-    _check_holds_a_multimodel(path, config)
-    settings_path = model_dir / SETTINGS_FILE
-    settings = json.loads(settings_path.read_text()) if settings_path.exists() else {}
-    model = keras.saving.load_model(path)
-    _use_bundled_image_sizes(model)
-    return model, settings
-
-
-def _check_holds_a_multimodel(path, config):
-    """A one-line error unless the archive's `config.json` describes a MultiModel
-    (read before loading, so an error while loading one keeps its traceback)."""
-    try:
-        config = json.loads(config)
-        name = config.get("registered_name") or config.get("class_name")
-    except (ValueError, AttributeError):
-        name = None
-    if name is None:
-        raise DataError(
-            f"{path} is not a Keras model file (its config.json is not a model's "
-            "configuration); point --model_dir at the --output_dir of a train run"
-        )
-    model_class = keras.saving.get_registered_object(name)
-    if not (isinstance(model_class, type) and issubclass(model_class, MultiModel)):
-        raise DataError(
-            f"{path} holds a {name}, not a keras_multimodel MultiModel; point --model_dir "
-            "at the --output_dir of a train run"
-        )
-
-
-def _use_bundled_image_sizes(model):
-    """A bundled image task whose `Image` was saved without `image_size` takes the
-    size its record was trained on, so every entry point refuses other sizes alike."""
-    registered = set(bundled.names())
-    for task in model.tasks:
-        input_net = model.nets_of(task.name)[0]
-        if task.name not in registered or not isinstance(input_net, Image):
-            continue
-        image_format = bundled.get(task.name).inputs
-        if input_net.image_size is None and isinstance(image_format, bundled.ImageFormat):
-            input_net.image_size = tuple(image_format.shape[:2])
+from keras_multimodel.errors import DataError
 
 
 def _batches(examples, batch_size):
@@ -98,31 +21,12 @@ def _batches(examples, batch_size):
         yield chunk + [chunk[-1]] * (batch_size - count), count
 
 
-def check_sampler(sampler):
-    """A one-line error unless `sampler` is None (each task's own), "greedy" or "beam"."""
-    if sampler is not None and sampler not in DECODINGS:
-        raise InputError(
-            f"sampler (--sampler) must be one of {', '.join(DECODINGS)}, or unset for each "
-            f"task's own decoding; received {sampler!r}"
-        )
-
-
-def decoding_of(record, sampler=None):
-    """The sampler `evaluate`, `predict` and `export` use for `record`'s task:
-    `sampler` when given ("greedy" or "beam"), else the record's own."""
-    check_sampler(sampler)
-    return record.sampler if sampler is None else sampler
-
-
-_DECODING_NOTES = {None: "", "greedy": " (greedy)", "beam": " (beam search, 4 beams)"}
-
-
 def predict_batched(model, record, examples, batch_size=64, progress=None, sampler=None):
     """Outputs of `model` for a list of `record`'s raw inputs, decoded with `sampler`
     (default: the record's), in batches of one fixed shape (one compiled program
     per task)."""
     input_net = model.nets_of(record.name)[0]
-    sampler = decoding_of(record, sampler)
+    sampler = samplers.choose(sampler, record.sampler)
     outputs = []
     for chunk, count in _batches(examples, batch_size):
         inputs = record.inputs.model_inputs(chunk, input_net, model.tokenizer)
@@ -180,7 +84,7 @@ def evaluate(model_dir, batch_size=64, max_examples=None, skip_unavailable=False
     "beam"), by default each task's own (`BundledTask.sampler`: beam search for
     translation and parsing); each task metric's row records it as "decoding".
     """
-    check_sampler(sampler)
+    samplers.choose(sampler, samplers.DEFAULT)  # checked before loading
     model, settings = load_run(model_dir)
     data_size = settings.get("data_size", "small")
     rows, skipped = [], []
@@ -188,7 +92,8 @@ def evaluate(model_dir, batch_size=64, max_examples=None, skip_unavailable=False
     for task in model.tasks:
         record = bundled.get(task.name)
         is_sequence = model.nets_of(task.name)[1].is_sequence
-        decoding = decoding_of(record, sampler) if is_sequence else None  # labels: argmax
+        # Labels are the argmax: no decoding.
+        decoding = samplers.choose(sampler, record.sampler) if is_sequence else None
         predictors = None
         for split in ("test",) + tuple(record.extra_splits):
             name = task.name if split == "test" else f"{task.name} ({split})"
@@ -206,7 +111,8 @@ def evaluate(model_dir, batch_size=64, max_examples=None, skip_unavailable=False
             if predictors is None:  # fitted once per task, on its training split
                 train = record.load_examples("train", data_size)
                 predictors = [(b.name, b.learned, b.fit(*train)) for b in record.baselines]
-            print(f"{name}: decoding {len(references)} examples{_DECODING_NOTES[decoding]}")
+            how = f" ({samplers.describe(decoding)})" if decoding else ""
+            print(f"{name}: decoding {len(references)} examples{how}")
             progress = keras.utils.Progbar(len(references))
             outputs = predict_batched(model, record, inputs, batch_size, progress, decoding)
             task_rows = [
@@ -223,7 +129,7 @@ def evaluate(model_dir, batch_size=64, max_examples=None, skip_unavailable=False
     print_table(rows, skipped)
     result = {"rows": rows, "skipped": skipped, "seconds": time.time() - start,
               "settings": settings}  # fmt: skip
-    (pathlib.Path(model_dir) / "evaluation.json").write_text(
+    (pathlib.Path(model_dir) / EVALUATION_FILE).write_text(
         json.dumps(result, indent=2, default=float) + "\n"
     )
     return rows

@@ -17,12 +17,12 @@ import sys
 import time
 
 from keras_multimodel.cli.config import TrainConfig, check_positive
+from keras_multimodel.cli.run_dir import EVALUATION_FILE, MODEL_FILE
 from keras_multimodel.data import bundled
 from keras_multimodel.data.mixture import MIXINGS
 from keras_multimodel.errors import DataError, InputError
 
 RUN_FILE = "experiment_run.json"  # a run's settings, written before it starts
-EVALUATION_FILE = "evaluation.json"  # written by `evaluate`: the run is complete
 LOG_FILE = "log.txt"
 REFERENCE = "joint"  # every task at once with the preset as it is
 
@@ -251,7 +251,7 @@ def _work(directory):
     """One run, in its own process: train (or resume), then evaluate."""
     from keras_multimodel.cli.compilation_cache import use_compilation_cache
     from keras_multimodel.cli.evaluate import evaluate
-    from keras_multimodel.cli.train import MODEL_FILE, train
+    from keras_multimodel.cli.train import train
 
     directory = pathlib.Path(directory)
     spec = json.loads((directory / RUN_FILE).read_text())

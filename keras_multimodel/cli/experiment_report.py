@@ -13,13 +13,15 @@ import datetime
 import json
 import platform
 
-from keras_multimodel.cli.experiment import (
+from keras_multimodel.cli.experiment import EXPERIMENTS, REFERENCE, run_dir
+from keras_multimodel.cli.run_dir import (
+    EPOCH_TIMES_FILE,
     EVALUATION_FILE,
-    EXPERIMENTS,
-    REFERENCE,
-    run_dir,
+    HISTORY_FILE,
+    MIXING_FILE,
+    SETTINGS_FILE,
+    TRAIN_TIME_FILE,
 )
-from keras_multimodel.cli.train import EPOCH_TIMES_FILE, MIXING_FILE, SETTINGS_FILE
 from keras_multimodel.errors import InputError
 
 MIN_NOISE = 0.02  # nats: the smallest difference counted, whatever the seeds' spread
@@ -44,14 +46,14 @@ def check_plotting():
 def load_run_results(directory):
     """What the report needs from one finished run directory."""
     evaluation = json.loads((directory / EVALUATION_FILE).read_text())
-    with (directory / "history.csv").open() as file:
+    with (directory / HISTORY_FILE).open() as file:
         history = [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(file)]
     times = directory / EPOCH_TIMES_FILE
     epoch_seconds = []
     if times.exists():
         with times.open() as file:
             epoch_seconds = [float(row["seconds"]) for row in csv.DictReader(file)]
-    train_time = json.loads((directory / "train_time.json").read_text())
+    train_time = json.loads((directory / TRAIN_TIME_FILE).read_text())
     return {
         "rows": evaluation["rows"],
         "evaluate_seconds": evaluation["seconds"],

@@ -5,7 +5,8 @@ import pathlib
 import shutil
 import tempfile
 
-from keras_multimodel.cli.evaluate import check_sampler, decoding_of, load_run
+from keras_multimodel import samplers
+from keras_multimodel.cli.run_dir import load_run
 from keras_multimodel.data import bundled
 from keras_multimodel.errors import DataError
 
@@ -18,7 +19,7 @@ def export(model_dir, export_dir, tasks=None, sampler=None):
     is given, its decoding (as `evaluate`'s). The SavedModel is written aside and
     renamed into place, so `export_dir` is complete or absent.
     """
-    check_sampler(sampler)
+    samplers.choose(sampler, samplers.DEFAULT)  # checked before loading
     export_dir = pathlib.Path(export_dir)
     _check_writable(export_dir)
     model, _ = load_run(model_dir)
@@ -28,14 +29,14 @@ def export(model_dir, export_dir, tasks=None, sampler=None):
     if unknown:
         raise DataError(f"unknown task(s) {', '.join(unknown)}; this model has {', '.join(known)}")
     names = bundled.label_names(tasks)
-    samplers = {name: decoding_of(bundled.get(name), sampler) for name in tasks}
+    chosen = {name: samplers.choose(sampler, bundled.get(name).sampler) for name in tasks}
     export_dir.absolute().parent.mkdir(parents=True, exist_ok=True)
     staging = export_dir.with_name(f".{export_dir.name}.tmp-{os.getpid()}")
     try:
         described = model.export(
             staging,
             tasks=tasks,
-            sampler=samplers,
+            sampler=chosen,
             label_names=names,
             verbose=False,
         )
@@ -45,7 +46,7 @@ def export(model_dir, export_dir, tasks=None, sampler=None):
     for name, inputs in described.items():
         print(f"signature {name!r}: inputs {', '.join(inputs)}")
     decodings = ", ".join(
-        f"{name} ({samplers[name]})" if model.nets_of(name)[1].is_sequence else name
+        f"{name} ({chosen[name]})" if model.nets_of(name)[1].is_sequence else name
         for name in tasks
     )
     print(f"Exported {decodings} to {export_dir}.")

@@ -10,6 +10,7 @@ import sys
 
 from absl import app, flags
 
+from keras_multimodel import samplers
 from keras_multimodel.cli.compilation_cache import use_compilation_cache
 from keras_multimodel.cli.config import DISTRIBUTIONS, DemoConfig, TrainConfig
 from keras_multimodel.cli.experiment import EXPERIMENT_NAMES, ExperimentConfig
@@ -136,8 +137,9 @@ def _define_flags():
     flags.DEFINE_enum(
         "sampler",
         None,
-        ["greedy", "beam"],
-        "evaluate, predict, export: how sequence outputs are decoded (beam: 4 beams). By "
+        list(samplers.NAMES),
+        f"evaluate, predict, export: how sequence outputs are decoded (beam: "
+        f"{samplers.BEAM_WIDTH} beams). By "
         "default each task's own: beam search for translation and parsing, greedy otherwise.",
     )
     flags.DEFINE_string("input", None, "predict: an image or WAV file path, or text.")

@@ -18,18 +18,22 @@ from keras_multimodel.callbacks import (
     optimizer_step,
 )
 from keras_multimodel.cli.config import TrainConfig
+from keras_multimodel.cli.run_dir import (
+    BACKUP_DIR,
+    EPOCH_TIMES_FILE,
+    HISTORY_FILE,
+    LOGS_DIR,
+    MIXING_FILE,
+    MODEL_FILE,
+    SETTINGS_FILE,
+    TOKENIZER_FILE,
+    TRAIN_TIME_FILE,
+)
 from keras_multimodel.cli.run_lock import run_lock
 from keras_multimodel.cli.scale import describe, distribution_scope
 from keras_multimodel.data import AdaptiveRates, bundled, examples_per_step, mixture
 from keras_multimodel.data.tokenizer import train_tokenizer
 from keras_multimodel.errors import DataError
-
-TOKENIZER_FILE = "tokenizer.model"
-SETTINGS_FILE = "train_settings.json"
-MODEL_FILE = "model.keras"
-BACKUP_DIR = "backup"
-MIXING_FILE = "mixing.json"  # each task's examples per step
-EPOCH_TIMES_FILE = "epoch_seconds.csv"
 
 
 def _tokenizer(output_dir, config):
@@ -193,7 +197,7 @@ def train_callbacks(output_dir, steps, backup):
     # buffers. Only TensorFlow has a graph to write, and there Keras never
     # dispatches callbacks to a thread.
     tensorboard = keras.callbacks.TensorBoard(
-        str(output_dir / "logs"),
+        str(output_dir / LOGS_DIR),
         update_freq="epoch",
         write_graph=keras.backend.backend() == "tensorflow",
     )
@@ -202,7 +206,7 @@ def train_callbacks(output_dir, steps, backup):
         backup,
         StopAtStep(steps),
         tensorboard,
-        keras.callbacks.CSVLogger(str(output_dir / "history.csv"), append=True),
+        keras.callbacks.CSVLogger(str(output_dir / HISTORY_FILE), append=True),
         EpochTimes(output_dir / EPOCH_TIMES_FILE),
     ]
 
@@ -287,7 +291,7 @@ def _fit(output_dir, config, tokenizer, tasks, degree, start, verbose):
     shutil.rmtree(output_dir / BACKUP_DIR, ignore_errors=True)  # only once the model is saved
     seconds = time.time() - start
     steps_taken = optimizer_step(model)
-    (output_dir / "train_time.json").write_text(
+    (output_dir / TRAIN_TIME_FILE).write_text(
         json.dumps({"seconds": seconds, "steps": steps_taken}) + "\n"
     )
     print(f"Saved {output_dir / MODEL_FILE} after {seconds:.0f} s.")

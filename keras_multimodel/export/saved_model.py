@@ -21,9 +21,9 @@ import itertools
 import keras
 import numpy as np
 
+from keras_multimodel import samplers
 from keras_multimodel.errors import InputError
 
-SAMPLERS = ("greedy", "beam")
 PLATFORMS = ("cpu", "cuda")  # JAX lowering targets of the numeric cores
 
 
@@ -115,13 +115,13 @@ def _samplers(sampler, names, model):
                 f"export: `sampler` names {name!r}, which is not among the exported tasks "
                 f"{names}; add it to `tasks` or leave it out of `sampler`."
             )
-        if not isinstance(value, str) or value not in SAMPLERS:
+        if not isinstance(value, str) or value not in samplers.NAMES:
             raise InputError(
-                f"export: `sampler` must be one of {SAMPLERS} (random samplers are not "
+                f"export: `sampler` must be one of {samplers.NAMES} (random samplers are not "
                 f"exported), or a dict of them by task; received {value!r}"
                 + (f" for {name!r}." if isinstance(sampler, dict) else ".")
             )
-    return {name: by_task.get(name, "greedy") for name in names}
+    return {name: by_task.get(name, samplers.DEFAULT) for name in names}
 
 
 def _sentence_piece(model):

@@ -9,6 +9,7 @@ import keras_hub
 import numpy as np
 from keras import ops
 
+from keras_multimodel import samplers
 from keras_multimodel.errors import InputError
 from keras_multimodel.modalities import Text
 from keras_multimodel.models.compiling import compile_function
@@ -18,11 +19,6 @@ from keras_multimodel.tokenization import (
     pad_rows,
     texts_to_ids,
 )
-
-SAMPLERS = {
-    "greedy": lambda: keras_hub.samplers.GreedySampler(),
-    "beam": lambda: keras_hub.samplers.BeamSampler(num_beams=4),
-}
 
 
 def _clear_after_end(tokens, end_token_id):
@@ -65,7 +61,8 @@ class GenerationMixin:
             inputs: raw inputs of the task's input modality (numpy or tensors).
             max_length: output positions for sequence targets; defaults to the
                 target modality's `max_length` and may not exceed it.
-            sampler: "greedy", "beam" (4 beams), or a `keras_hub.samplers.Sampler`.
+            sampler: a name of `keras_multimodel.samplers.NAMES` ("greedy", "beam"),
+                or a `keras_hub.samplers.Sampler`.
             use_cache: decode with caches (fast) or by recomputation.
             stop_at_end: stop once every sequence has produced its end token and
                 return 0 (padding) from each end token on; with False, decode all
@@ -156,12 +153,12 @@ class GenerationMixin:
                 f"target modality's max_length); received {max_length!r}."
             )
         if isinstance(sampler, str):
-            if sampler not in SAMPLERS:
+            if sampler not in samplers.NAMES:
                 raise InputError(
-                    f"generate: unknown sampler {sampler!r}; use one of {sorted(SAMPLERS)} or "
-                    "a keras_hub.samplers.Sampler instance."
+                    f"generate: unknown sampler {sampler!r}; use one of "
+                    f"{', '.join(samplers.NAMES)} or a keras_hub.samplers.Sampler instance."
                 )
-            sampler_key, sampler = sampler, SAMPLERS[sampler]()
+            sampler_key, sampler = sampler, samplers.get(sampler)
         elif isinstance(sampler, keras_hub.samplers.Sampler):
             sampler_key = id(sampler)
         else:

@@ -9,13 +9,10 @@ and `predict` look records up by name; adding a task is one `register` call.
 import dataclasses
 from collections.abc import Callable
 
+from keras_multimodel import samplers
 from keras_multimodel.data.bundled.formats import Format
 from keras_multimodel.data.bundled.sources import DATA_SIZES, SPLITS
 from keras_multimodel.errors import DataError
-
-# How `evaluate`, `predict` and `export` may decode sequence outputs: the samplers a
-# SavedModel can serve (`MultiModel.generate` takes these and keras_hub Samplers).
-from keras_multimodel.export.saved_model import SAMPLERS as DECODINGS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,12 +74,12 @@ class BundledTask:
     baselines: tuple = ()
     extra_splits: tuple = ()
     vocabulary_texts: Callable | None = None
-    sampler: str = "greedy"
+    sampler: str = samplers.DEFAULT
 
     def __post_init__(self):
-        if self.sampler not in DECODINGS:
+        if self.sampler not in samplers.NAMES:
             raise DataError(
-                f"BundledTask {self.name!r}: `sampler` must be one of {DECODINGS}; "
+                f"BundledTask {self.name!r}: `sampler` must be one of {samplers.NAMES}; "
                 f"received {self.sampler!r}."
             )
 
