@@ -1,14 +1,22 @@
-"""Installs keras-multimodel: `pip install -e ".[jax,test]"`."""
+"""Installs keras-multimodel: `pip install -e ".[jax,test,docs]"`."""
 
 import pathlib
+import re
 
 import setuptools
 
 HERE = pathlib.Path(__file__).parent
+# The version is defined once, in the package (`keras_multimodel.__version__`); it is
+# read as text because the package's dependencies are not installed yet.
+VERSION = re.search(
+    r'^__version__ = "([^"]+)"$',
+    (HERE / "keras_multimodel" / "__init__.py").read_text(encoding="utf-8"),
+    re.MULTILINE,
+).group(1)
 
 setuptools.setup(
     name="keras-multimodel",
-    version="0.3.0",
+    version=VERSION,
     description=(
         "The MultiModel of 'One Model To Learn Them All' (Kaiser et al., 2017) "
         "for Keras 3: one model for images, audio and text."
@@ -45,6 +53,8 @@ setuptools.setup(
             "matplotlib>=3.7",
             "ipykernel>=6",
         ],
+        # The documentation site: `mkdocs serve` (mkdocs.yml, docs/).
+        "docs": ["mkdocs-material>=9.5", "mkdocstrings[python]>=0.26"],
     },
     classifiers=[
         "License :: OSI Approved :: Apache Software License",

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs keras-multimodel (editable, with the JAX backend and test tools) and the
+# Installs keras-multimodel (editable, with the JAX backend, test and docs tools) and the
 # system programs its bundled tasks read: espeak-ng (synthesises the speech task's
 # audio) and pocketsphinx-testdata (real recordings, an extra speech test set).
 # On Debian/Ubuntu it uses apt-get (with sudo unless run as root); elsewhere it says
@@ -16,4 +16,4 @@ if ! command -v espeak-ng >/dev/null || [ ! -d /usr/share/pocketsphinx/test/data
     echo "warning: install espeak-ng (e.g. brew install espeak-ng) for the speech task" >&2
   fi
 fi
-python -m pip install -q -e ".[jax,test]"
+python -m pip install -q -e ".[jax,test,docs]"
