@@ -173,6 +173,10 @@ def write_report(output_dir, config):
         f"(at least {MIN_NOISE} nats). Each table cell: the task metric (decoded), then "
         "the log-perplexity; the last row is the best learned baseline of the metric.",
         "",
+        f"Regenerate (finished runs are reused): `{command_line(output_dir, config)}`",
+        "",
+        f"Wall time of all runs (train and evaluate): {_minutes(results, config.runs())}.",
+        "",
     ]
     for experiment in config.experiments():
         lines += _section(experiment, results, figures)
@@ -208,7 +212,36 @@ def _section(experiment, results, figures):
               f"![{experiment}: validation loss against examples seen](figures/"
               f"{curves_png.name})", "", "### Verdicts", ""]  # fmt: skip
     lines += [f"- {verdict}" for verdict in VERDICTS[experiment](results, runs)]
+    lines += ["", f"Wall time of its runs (train and evaluate; the joint reference counted in "
+              f"every experiment): {_minutes(results, runs)}."]  # fmt: skip
+    if any(run.mixing == "adaptive" for run in runs):
+        lines += ["", "The adaptive run's curves count examples at its starting (uniform) rates."]
     return lines + [""]
+
+
+def _minutes(results, runs):
+    seconds = sum(r["train_seconds"] + r["evaluate_seconds"]
+                  for run in runs for r in results.by_run[run.name])  # fmt: skip
+    return f"{seconds / 60:.0f} min"
+
+
+def command_line(output_dir, config):
+    """The `experiment` command that gives `config` (flags left at their defaults
+    are left out)."""
+    import dataclasses
+
+    from keras_multimodel.cli.experiment import ExperimentConfig
+
+    defaults = ExperimentConfig()
+    flags = []
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if field.name == "name" or value == getattr(defaults, field.name):
+            continue
+        value = ",".join(value) if isinstance(value, tuple) else value
+        flags.append(f"--{field.name}={value}")
+    return " ".join(["python -m keras_multimodel experiment", config.name,
+                     f"--output_dir={output_dir}", *flags])  # fmt: skip
 
 
 def _tasks_of(runs):
