@@ -5,6 +5,11 @@ in alternating blocks, and the median of all timed runs is reported:
 
     KERAS_BACKEND=jax python benchmarks/moe.py
     KERAS_BACKEND=tensorflow python benchmarks/moe.py
+    KERAS_BACKEND=jax python benchmarks/moe.py --whole_step --top_k=2 --noall_experts
+
+`--whole_step` times the whole train step instead (forward, backward and an Adam
+update in one compiled function), where the optimizer's cost, proportional to the
+parameters (E experts' weights for the MoE), counts too.
 
 Models (all jitted with XLA, all with residual + LayerNorm around the FFN part):
   moe          MoELayer: noisy top-k gating, capacity slots, sparse dispatch.
@@ -33,6 +38,12 @@ flags.DEFINE_list("top_k", ["1", "2"], "Experts per token k.")
 flags.DEFINE_float("capacity_factor", 1.25, "MoE capacity factor.")
 flags.DEFINE_integer("repeats", 4, "Timed runs per model per cycle (2 cycles; median).")
 flags.DEFINE_bool("all_experts", True, "Also time the all-experts baseline.")
+flags.DEFINE_bool(
+    "whole_step",
+    False,
+    "Time a whole train step (forward, backward and an Adam update of the layer's "
+    "weights, one compiled function) instead of forward + backward.",
+)
 
 
 class DenseFFN(keras.layers.Layer):
@@ -73,8 +84,11 @@ class AllExpertsMoE(MoELayer):
 
 
 def _train_step_fn(layer, x):
-    """A jitted function computing loss and gradients w.r.t. the layer's weights."""
+    """A jitted function computing loss and gradients w.r.t. the layer's weights
+    (and, with --whole_step, applying them with Adam)."""
     backend = keras.backend.backend()
+    if FLAGS.whole_step:
+        return _whole_step_fn(layer, x, backend)
     if backend == "jax":
         import jax
 
@@ -117,6 +131,64 @@ def _train_step_fn(layer, x):
     raise SystemExit(f"benchmarks/moe.py supports the jax and tensorflow backends, not {backend}.")
 
 
+def _whole_step_fn(layer, x, backend):
+    """Forward, backward and an Adam update, compiled as one function."""
+    optimizer = keras.optimizers.Adam(1e-4)
+    optimizer.build(layer.trainable_variables)
+    if backend == "jax":
+        import jax
+
+        def loss_fn(trainable, non_trainable):
+            y, non_trainable, losses = layer.stateless_call(
+                trainable, non_trainable, x, training=True, return_losses=True
+            )
+            return ops.mean(ops.square(y)) + sum(losses), non_trainable
+
+        def step(trainable, non_trainable, optimizer_variables):
+            (loss, non_trainable), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+                trainable, non_trainable
+            )
+            trainable, optimizer_variables = optimizer.stateless_apply(
+                optimizer_variables, grads, trainable
+            )
+            return loss, trainable, non_trainable, optimizer_variables
+
+        jitted = jax.jit(step, donate_argnums=(0, 1, 2))
+        state = [
+            [v.value for v in variables]
+            for variables in (
+                layer.trainable_variables,
+                layer.non_trainable_variables,
+                optimizer.variables,
+            )
+        ]
+
+        def run():
+            loss, *new_state = jitted(*state)
+            state[:] = new_state
+            jax.block_until_ready(loss)
+            return loss
+
+        return run
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        @tf.function(jit_compile=True)
+        def step():
+            with tf.GradientTape() as tape:
+                y = layer(x, training=True)
+                loss = ops.mean(ops.square(y)) + sum(layer.losses)
+            grads = tape.gradient(loss, layer.trainable_variables)
+            optimizer.apply_gradients(zip(grads, layer.trainable_variables, strict=True))
+            return loss
+
+        def run():
+            return step().numpy()
+
+        return run
+    raise SystemExit(f"benchmarks/moe.py supports the jax and tensorflow backends, not {backend}.")
+
+
 def _time_side_by_side(runs, repeats, cycles=2):
     """Times every model in one process, in blocks that alternate between models.
 
@@ -143,7 +215,8 @@ def main(argv):
     )
     print(
         f"backend={keras.backend.backend()} tokens={n} d={d} hidden={hidden} "
-        f"capacity_factor={FLAGS.capacity_factor} repeats={FLAGS.repeats} (median ms, fwd+bwd)"
+        f"capacity_factor={FLAGS.capacity_factor} repeats={FLAGS.repeats} (median ms, "
+        + ("whole train step: fwd+bwd+Adam)" if FLAGS.whole_step else "fwd+bwd)")
     )
     header = "| E | k | MoE ms | dense ms | all-experts ms | MoE/dense | all-experts/MoE |"
     print(header)

@@ -20,7 +20,7 @@ Reusable layers live in `keras_multimodel.layers`, modality nets in
 
 import importlib
 
-from keras_multimodel import errors, layers, modalities, models
+from keras_multimodel import errors, layers, modalities, models, samplers
 from keras_multimodel.models import MultiModel
 from keras_multimodel.task import Task
 
@@ -34,6 +34,7 @@ __all__ = [
     "layers",
     "modalities",
     "models",
+    "samplers",
     "__version__",
 ]
 

@@ -210,7 +210,9 @@ class AtomicBackupAndRestore(keras.callbacks.Callback):
 
 
 WEIGHTS_FILE = "model.weights.h5"
+"""The model's weights in each backup folder of `AtomicBackupAndRestore`."""
 STATE_FILE = "state.json"
+"""The epoch (and what resuming needs) in each backup folder of `AtomicBackupAndRestore`."""
 
 
 def _sync(folder):

@@ -14,8 +14,11 @@ takes any `keras_hub.samplers.Sampler` instance (random ones included).
 from keras_multimodel.errors import InputError
 
 NAMES = ("greedy", "beam")
+"""The sampler names: greedy decoding and beam search."""
 BEAM_WIDTH = 4
-DEFAULT = "greedy"  # for a task that names none
+"""Beams of "beam"."""
+DEFAULT = "greedy"
+"""The sampler of a task that names none."""
 
 
 def get(name):

@@ -10,9 +10,9 @@ from keras_multimodel.data.mixture import BUCKETINGS, MIXINGS
 from keras_multimodel.data.tokenizer import MODEL_TYPES
 from keras_multimodel.errors import InputError
 
-# Peak learning rate x sqrt(hidden size). Measured on the main job (`tiny`, 1,800
-# steps, TF; benchmarks/README.md): 2e-3 -> BLEU ~2 and LAS ~0.2; 5e-3 -> BLEU ~4.3,
-# LAS 0.39; 1e-2 diverges on some tasks (accuracy 0.69, BLEU 0).
+# Peak learning rate x sqrt(hidden size), the Transformer's width rule (5e-3 for
+# tiny): on the main job 2e-3 learned less and 1e-2 diverged on some tasks
+# (benchmarks/README.md#recipepy-the-main-jobs-settings-measured-on-its-table).
 LEARNING_RATE_SCALE = 0.04
 
 # --distribution: how `train` spreads over the visible devices (keras_multimodel.cli.scale).
@@ -34,8 +34,8 @@ class TrainConfig:
         tasks: bundled tasks to train on.
         preset: model preset (`keras_multimodel.models.PRESETS`).
         train_steps: optimizer steps in all; the learning-rate schedule ends there.
-            The default is what `tiny` trains in about 7 minutes on 2 CPU cores
-            (JAX, the slower backend here; README.md).
+            The default fits the main job's 8-minute budget for `tiny` on 2 CPU
+            cores (benchmarks/README.md#train_timepy-the-default-train-at-two-commits-side-by-side).
         steps_per_epoch: steps between backups, validation and log lines.
         batch_size: examples per step, over all tasks.
         data_size: bundled data size, "small" or "full".

@@ -34,9 +34,11 @@ def _plan(tasks):
 
 
 STRATEGIES = ("uniform", "proportional", "temperature")
-# What `train --mixing` takes: a strategy, or "adaptive" (`AdaptiveRates`).
+"""The rate strategies of `mixing_rates` (and `mixture(rates=...)`)."""
 MIXINGS = (*STRATEGIES, "adaptive")
+"""What `train --mixing` takes: a strategy, or "adaptive" (`AdaptiveRates`)."""
 BUCKETINGS = ("doubling", "fitted")
+"""How `mixture` chooses the shorter padded lengths (`bucketing=...`)."""
 # "fitted" bucketing: the share of batches the fitted buckets below the longest
 # example's hold together, and the examples per task it reads to learn the lengths
 # (a seeded random sample of a larger task of known size).
@@ -249,12 +251,11 @@ def mixture(
         autotune: False turns tf.data's autotuning (of parallelism and buffers)
             off for the whole pipeline, the given datasets included; True (the
             default) leaves their options as they are. Pass False for
-            `validation_data`: Keras's `fit` makes a new iterator over it every
-            epoch and drops the old one, and dropping one that autotunes waited,
-            with no CPU in use, for a thread of its pipeline (most likely the
-            tuning thread, which sleeps up to 60 s between rounds): with the main
-            job's validation set, 1 epoch in 3 stood still for 10 to 60 s. A few
-            validation batches an epoch need no tuning.
+            `validation_data`: `fit` makes a new iterator over it every epoch and
+            drops the old one, and dropping one that autotunes can wait up to a
+            minute for its tuning thread (benchmarks/README.md#validation-stalls-
+            fit-waiting-for-tfdatas-autotuning-thread). A few validation batches
+            an epoch need no tuning.
 
     Returns:
         A `tf.data.Dataset` of batches, prefetched.

@@ -1,12 +1,12 @@
 """Separable 1-D convolution built from shifted multiply-adds, with a hand-written gradient.
 
 XLA on CPU runs a depthwise convolution (`feature_group_count = channels`) through
-its generic convolution emitter: for the paper's kernel 15 dilated by 8 it measured
-25x slower than this formulation (forward+backward, JAX). A depthwise convolution
-is k shifted copies of the input scaled per channel; written that way it fuses into
-one elementwise loop. Its gradient is written out too (`ops.custom_gradient`),
-because the automatic one (k pads, k reductions) does not fuse; see
-`benchmarks/README.md` for the numbers.
+its generic convolution emitter, far slower than this formulation, above all
+backward. A depthwise convolution is k shifted copies of the input scaled per
+channel; written that way it fuses into one elementwise loop. Its gradient is
+written out too (`ops.custom_gradient`), because the automatic one (k pads, k
+reductions) does not fuse (benchmarks/README.md#separable_convpy-our-depthwise-
+convolution-against-the-backends).
 """
 
 import keras

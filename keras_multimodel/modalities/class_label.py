@@ -23,8 +23,8 @@ class ClassLabel(Modality):
 
     Args:
         num_classes: number of classes.
-        label_smoothing: label smoothing of the loss (0 by default).
-        **kwargs: `Modality` arguments.
+        **kwargs: `Modality` arguments, e.g. `label_smoothing` of the loss (0 by
+            default).
 
     Example:
     >>> import numpy as np

@@ -51,7 +51,9 @@ class MultiModel(GenerationMixin, ScoringMixin, TrainingMixin, keras.Model):
             `keras_multimodel.data.train_tokenizer`). It is saved with the model,
             and `generate` then takes strings for text inputs and returns strings
             for text targets.
-        name, dtype: base `keras.Model` arguments (`dtype="mixed_bfloat16"`).
+        name: the model's name (a base `keras.Model` argument).
+        dtype: its dtype policy (a base `keras.Model` argument), e.g.
+            `"mixed_bfloat16"`.
         body_config: a `BodyConfig` (or its dict) instead of a preset.
         **overrides: body settings to change, e.g. `hidden_size=128`.
 

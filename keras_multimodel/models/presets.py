@@ -140,3 +140,5 @@ PRESETS = {
         top_k=4,
     ),
 }
+"""`{name: BodyConfig}`: the presets `MultiModel(preset=...)` and `BodyConfig.from_preset`
+take (the table at the top of this module)."""

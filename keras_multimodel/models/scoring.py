@@ -17,8 +17,8 @@ def token_hits(logits, tokens):
     -> (B, T)`, the argmax accuracy without an argmax.
 
     XLA on CPU runs `argmax` (a reduction over (value, index) pairs) several times
-    slower than a plain `max`: on the main job's JAX train step the three argmaxes
-    over its 4,000-piece vocabulary took 12% of the step. A tie with the largest
+    slower than a plain `max` (docs/history.md#the-main-jobs-step-main_job_steppy-
+    and-argmax-on-xlacpu). A tie with the largest
     logit counts as a hit (argmax would pick the lower index): rare with float32
     logits, less rare with bfloat16 ones (mixed precision), where accuracy can read
     slightly high. A token outside `[0, V)` is never a hit (its loss is NaN, see

@@ -52,6 +52,7 @@ PAPER_TASKS = (
     "translate_es_en",
     "parse_en",
 )
+"""The bundled tasks of the main job: the paper's five kinds of task, in order."""
 TEXT_MAX_LENGTH = {"small": 64, "full": 256}  # tokens of the shared Text modality
 
 

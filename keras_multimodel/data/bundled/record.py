@@ -53,7 +53,7 @@ class BundledTask:
             unless told otherwise: "greedy" or "beam" (beam search, 4 beams; see
             `MultiModel.generate`). Label tasks ignore it. The bundled translation
             and parsing tasks use "beam", chosen on their validation splits
-            (benchmarks/README.md, "Decoding").
+            (benchmarks/README.md#decodingpy-greedy-decoding-against-beam-search-per-task).
         vocabulary_texts: `vocabulary_texts(data_size) -> [str]`, the training texts
             for the shared vocabulary when reading `examples` would be costly; by
             default the text sides of the train split.

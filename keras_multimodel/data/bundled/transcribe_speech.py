@@ -6,8 +6,9 @@ pitch each; synthesised on first use and cached (`sources.cache_dir()`; about a
 minute on 2 CPU cores). "small": 6,000 / 100 / 100 utterances, "full": 6,000 / 300 /
 300 (other voices; its held-out sentences begin with small's, and its training
 sentences are small's but one, a sentence full holds out); utterances over 6 s are
-left out, by rule. The main job needs the 6,000: on 1,200 it memorised them (benchmarks/README.md,
-`recipe.py`). The extra test split "real" holds the 10 real recordings of Debian's
+left out, by rule. 6,000 training utterances, because the main job memorises fewer
+(benchmarks/README.md#recipepy-the-main-jobs-settings-measured-on-its-table). The
+extra test split "real" holds the 10 real recordings of Debian's
 `pocketsphinx-testdata` (LibriVox and spoken card names).
 """
 
