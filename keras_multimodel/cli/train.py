@@ -261,6 +261,9 @@ def _fit(output_dir, config, tokenizer, tasks, degree, start, verbose):
     print(
         f"Training {config.preset!r} on {', '.join(config.tasks)} ({config.data_size} data) "
         f"for {steps} steps of {config.batch_size} examples"
+        + (f", body {config.body}" if config.body else "")
+        + (f", training on a share of {config.train_fractions}" if config.train_fractions else "")
+        + (f", {config.mixing} mixing" if config.mixing != "uniform" else "")
         + (f", each task group's share a multiple of {degree}" if degree > 1 else "")
         + " (peak learning rate "
         f"{config.peak_learning_rate:g}); backend {keras.backend.backend()}, "
