@@ -272,35 +272,8 @@ def mixture(
     [4, 28, 28, 1]
     """
     plan = _plan(tasks)
-    if not isinstance(datasets, dict) or not datasets:
-        raise InputError("mixture: `datasets` must be a non-empty {task name: tf.data.Dataset}.")
-    for name, dataset in datasets.items():
-        plan.task(name)  # unknown names list the known tasks
-        if not isinstance(dataset, tf.data.Dataset):
-            raise InputError(
-                f"mixture: the dataset of task {name!r} must be a tf.data.Dataset of "
-                f"(inputs, targets) examples; received {type(dataset).__name__}."
-            )
-        _check_not_empty(name, dataset)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise InputError(f"mixture: `batch_size` must be a positive int; got {batch_size!r}.")
-    multiple = batch_multiple
-    if isinstance(multiple, bool) or not isinstance(multiple, int) or multiple < 1:
-        raise InputError(
-            f"mixture: `batch_multiple` must be a positive int (the data-parallel degree); "
-            f"got {batch_multiple!r}."
-        )
-    if isinstance(num_buckets, bool) or not isinstance(num_buckets, int) or num_buckets < 1:
-        raise InputError(f"mixture: `num_buckets` must be a positive int; got {num_buckets!r}.")
-    if bucketing not in BUCKETINGS:
-        raise InputError(f"mixture: `bucketing` must be one of {BUCKETINGS}; got {bucketing!r}.")
-    is_count = isinstance(shuffle_buffer, int) and not isinstance(shuffle_buffer, bool)
-    if shuffle_buffer != "full" and not (is_count and shuffle_buffer >= 0):
-        raise InputError(
-            f'mixture: `shuffle_buffer` must be "full" or an int >= 0; got {shuffle_buffer!r}.'
-        )
-    if not isinstance(autotune, bool):
-        raise InputError(f"mixture: `autotune` must be True or False; got {autotune!r}.")
+    _check_arguments(plan, datasets, batch_size, batch_multiple, num_buckets, bucketing,
+                     shuffle_buffer, autotune)  # fmt: skip
     adaptive = rates
     rates = _rates(plan, datasets, rates, cap, temperature)
 
@@ -356,6 +329,40 @@ def _moving_weights(rates, names):
         return tf.ensure_shape(weights, [len(names)])
 
     return tf.data.Dataset.from_tensors(0).repeat().map(current)
+
+
+def _check_arguments(plan, datasets, batch_size, batch_multiple, num_buckets, bucketing,
+                     shuffle_buffer, autotune):  # fmt: skip
+    """`mixture`'s one-line errors for bad arguments, before any pipeline is built."""
+    if not isinstance(datasets, dict) or not datasets:
+        raise InputError("mixture: `datasets` must be a non-empty {task name: tf.data.Dataset}.")
+    for name, dataset in datasets.items():
+        plan.task(name)  # unknown names list the known tasks
+        if not isinstance(dataset, tf.data.Dataset):
+            raise InputError(
+                f"mixture: the dataset of task {name!r} must be a tf.data.Dataset of "
+                f"(inputs, targets) examples; received {type(dataset).__name__}."
+            )
+        _check_not_empty(name, dataset)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InputError(f"mixture: `batch_size` must be a positive int; got {batch_size!r}.")
+    multiple = batch_multiple
+    if isinstance(multiple, bool) or not isinstance(multiple, int) or multiple < 1:
+        raise InputError(
+            f"mixture: `batch_multiple` must be a positive int (the data-parallel degree); "
+            f"got {batch_multiple!r}."
+        )
+    if isinstance(num_buckets, bool) or not isinstance(num_buckets, int) or num_buckets < 1:
+        raise InputError(f"mixture: `num_buckets` must be a positive int; got {num_buckets!r}.")
+    if bucketing not in BUCKETINGS:
+        raise InputError(f"mixture: `bucketing` must be one of {BUCKETINGS}; got {bucketing!r}.")
+    is_count = isinstance(shuffle_buffer, int) and not isinstance(shuffle_buffer, bool)
+    if shuffle_buffer != "full" and not (is_count and shuffle_buffer >= 0):
+        raise InputError(
+            f'mixture: `shuffle_buffer` must be "full" or an int >= 0; got {shuffle_buffer!r}.'
+        )
+    if not isinstance(autotune, bool):
+        raise InputError(f"mixture: `autotune` must be True or False; got {autotune!r}.")
 
 
 def _group_members(plan, datasets, rates, batch_size, batch_multiple):
