@@ -159,6 +159,20 @@ def test_the_report_states_each_claim_from_the_runs_numbers(tmp_path):
             assert f"(figures/{figure.name})" in report
 
 
+def test_a_report_of_one_experiment_needs_only_its_runs(tmp_path):
+    """`scarce` alone has no joint reference: its noise is the floor."""
+    pytest.importorskip("matplotlib")
+    config = ExperimentConfig(tasks=("classify_image", "parse_en"), name="scarce")
+    papers = {"scarce-alone": 3.0, "scarce-joint": 2.9}
+    for run in config.runs():
+        paper = {"classify_image": 1.0, "parse_en": papers[run.name]}
+        directory = run_dir(tmp_path, run, 0)
+        _fake_run(directory, run.tasks, {t: paper[t] for t in run.tasks}, {"classify_image": 0.5,
+                  "parse_en": 0.4})  # fmt: skip
+    report = write_report(tmp_path, config).read_text()
+    assert "**held** (log-perplexity 2.900 against 3.000 alone; noise 0.020)" in report
+
+
 def test_validation_curves_count_the_examples_of_each_task():
     result = {
         "examples_per_step": {"a": 8.0},

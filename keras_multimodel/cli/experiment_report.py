@@ -450,7 +450,8 @@ def _scarce(results, runs):
         f"{name}: {task} log-perplexity {results.mean_paper(name, task):.3f}"
         for name in (run.name for run in runs)
     ]
-    noise = results.noise(task) if task in results.runs[REFERENCE].tasks else MIN_NOISE
+    reference = results.runs.get(REFERENCE)
+    noise = results.noise(task) if reference and task in reference.tasks else MIN_NOISE
     for name, claim in (
         ("scarce-joint", '"Tasks with less data benefit largely from joint training"'),
         ("scarce-with-image", "Transfer from image classification alone to "
