@@ -124,17 +124,20 @@ def test_the_report_states_each_claim_from_the_runs_numbers(tmp_path):
             seconds = 0.4 if name == "experts-64" else 0.2
             directory = run_dir(tmp_path, runs[name], seed)
             papers = {t: paper[t] for t in tasks}
-            _fake_run(directory, tasks, papers, metric, seconds=seconds, sizes=sizes)
+            scores = {t: 0.9 for t in tasks} if name.startswith("single") else metric
+            _fake_run(directory, tasks, papers, scores, seconds=seconds, sizes=sizes)
     report = write_report(tmp_path, config).read_text()
 
     assert (
         '"Tasks with less data benefit largely from joint training" (the 1 smallest: '
-        "classify_image): **held** at equal steps (1 of 1 better than alone)" in report
+        "classify_image): **held** at equal steps (1 of 1 better than alone; on the decoded task "
+        "metric 0 of 1)" in report
     )
     assert '"Performance on large tasks degrades only slightly if at all" (transcribe_speech, ' \
            "parse_en; slightly: at most 5% higher log-perplexity, or within the noise): " \
            "**held** (2 of 2)" in report  # fmt: skip
     assert "parse_en (9,000 training examples): joint 2.045 is worse than single 2.000" in report
+    assert "score: joint 0.7, single 0.9 (single better)." in report
     assert '"The MoE block never hurts and in most cases improves": **held**' in report
     assert '"The attention block never hurts and in most cases improves": **not held** ' \
            "(removing it helps 1 tasks, hurts 0 of 3)" in report  # fmt: skip

@@ -146,6 +146,26 @@ class _Results:
             return 0
         return 1 if difference > 0 else -1
 
+    def mean_metric(self, name, task):
+        """The decoded task metric, averaged over seeds."""
+        values = [task_scores(r["rows"], task)["value"] for r in self.by_run[name]]
+        return sum(values) / len(values)
+
+    def compare_metric(self, name, task, against=REFERENCE):
+        """`compare` on the decoded task metric; its noise is the reference seeds'
+        spread of that metric (where the reference has the task)."""
+        scores = task_scores(self.by_run[name][0]["rows"], task)
+        difference = self.mean_metric(name, task) - self.mean_metric(against, task)
+        if not scores["higher"]:
+            difference = -difference  # > 0: better
+        noise = 0.0
+        if REFERENCE in self.runs and task in self.runs[REFERENCE].tasks:
+            values = [task_scores(r["rows"], task)["value"] for r in self.by_run[REFERENCE]]
+            noise = max(values) - min(values)
+        if abs(difference) <= noise:
+            return 0
+        return -1 if difference > 0 else 1
+
 
 def write_report(output_dir, config):
     """Writes `report.md` and `figures/*.png` from the finished runs; returns its path."""
@@ -333,7 +353,7 @@ def _joint_vs_single(results, runs):
     sizes = {task: joint["training_examples"][task] for task in tasks}
     order = sorted(tasks, key=sizes.get)
     small, large = order[: len(order) // 2], order[len(order) // 2 :]
-    verdicts, gains, slight = [], [], []
+    verdicts, gains, slight, metric_gains = [], [], [], []
     for task in tasks:
         single = f"single-{task}"
         j, s = results.mean_paper(REFERENCE, task), results.mean_paper(single, task)
@@ -351,18 +371,25 @@ def _joint_vs_single(results, runs):
             else f"at equal examples ({seen:,.0f}): before the single run's first validation"
         )
         word = {-1: "better than", 0: "level with", 1: "worse than"}[better]
+        metric = task_scores(joint["rows"], task)["metric"]
+        on_metric = results.compare_metric(REFERENCE, task, against=single)
         verdicts.append(
             f"{task} ({sizes[task]:,} training examples): joint {j:.3f} is {word} single "
-            f"{s:.3f} at equal steps (noise {results.noise(task):.3f}); {equal}."
+            f"{s:.3f} at equal steps (noise {results.noise(task):.3f}); {equal}; "
+            f"{metric}: joint {results.mean_metric(REFERENCE, task):.3g}, single "
+            f"{results.mean_metric(single, task):.3g} "
+            f"({ {-1: 'joint better', 0: 'level', 1: 'single better'}[on_metric] })."
         )
         if task in small:
             gains.append(better == -1)
+            metric_gains.append(on_metric == -1)
         else:
             slight.append(j <= s * (1 + SLIGHT) or better == 0)
     verdicts.append(
         f'"Tasks with less data benefit largely from joint training" (the {len(small)} '
         f"smallest: {', '.join(small)}): {_held(gains and all(gains))} at equal steps "
-        f"({sum(gains)} of {len(gains)} better than alone)."
+        f"({sum(gains)} of {len(gains)} better than alone; on the decoded task metric "
+        f"{sum(metric_gains)} of {len(metric_gains)})."
     )
     verdicts.append(
         f'"Performance on large tasks degrades only slightly if at all" ({", ".join(large)}; '
@@ -379,11 +406,15 @@ def _versus_reference(results, runs, claim):
         outcome = [results.compare(run.name, task) for task in tasks]
         better = [t for t, o in zip(tasks, outcome, strict=True) if o == -1]
         worse = [t for t, o in zip(tasks, outcome, strict=True) if o == 1]
+        on_metric = [results.compare_metric(run.name, task) for task in tasks]
+        metric_better = [t for t, o in zip(tasks, on_metric, strict=True) if o == -1]
+        metric_worse = [t for t, o in zip(tasks, on_metric, strict=True) if o == 1]
         verdicts.append(
             f"{run.name} against {REFERENCE}: better on {', '.join(better) or 'no task'}; "
             f"worse on {', '.join(worse) or 'no task'}; level on "
-            f"{len(tasks) - len(better) - len(worse)} of {len(tasks)}."
-            + claim(run, better, worse, tasks)
+            f"{len(tasks) - len(better) - len(worse)} of {len(tasks)} (on the decoded task "
+            f"metric: better on {', '.join(metric_better) or 'no task'}; worse on "
+            f"{', '.join(metric_worse) or 'no task'})." + claim(run, better, worse, tasks)
         )
     return verdicts
 
