@@ -138,6 +138,10 @@ def test_the_report_states_each_claim_from_the_runs_numbers(tmp_path):
            "**held** (2 of 2)" in report  # fmt: skip
     assert "parse_en (9,000 training examples): joint 2.045 is worse than single 2.000" in report
     assert "score: joint 0.7, single 0.9 (single better)." in report
+    assert (
+        "At equal examples of each task, the joint run's validation loss is the lower on 0 of "
+        "3 tasks (none); there the single-task run has taken 0.33 of the joint run's steps"
+    ) in report  # 1,600 examples: before the single runs' first validation (2,400)
     assert '"The MoE block never hurts and in most cases improves": **held**' in report
     assert '"The attention block never hurts and in most cases improves": **not held** ' \
            "(removing it helps 1 tasks, hurts 0 of 3)" in report  # fmt: skip

@@ -353,7 +353,7 @@ def _joint_vs_single(results, runs):
     sizes = {task: joint["training_examples"][task] for task in tasks}
     order = sorted(tasks, key=sizes.get)
     small, large = order[: len(order) // 2], order[len(order) // 2 :]
-    verdicts, gains, slight, metric_gains = [], [], [], []
+    verdicts, gains, slight, metric_gains, equal_wins, step_shares = [], [], [], [], [], []
     for task in tasks:
         single = f"single-{task}"
         j, s = results.mean_paper(REFERENCE, task), results.mean_paper(single, task)
@@ -364,6 +364,10 @@ def _joint_vs_single(results, runs):
         single_curve = validation_curve(results.by_run[single][0], task)
         joint_curve = validation_curve(joint, task)
         at_equal = _interpolate(single_curve, seen)
+        if at_equal is not None and joint_curve[-1][1] < at_equal:
+            equal_wins.append(task)
+        single_share = results.by_run[single][0]["examples_per_step"][task]
+        step_shares.append(joint["examples_per_step"][task] / single_share)
         equal = (
             f"at equal examples ({seen:,.0f}) validation loss joint {joint_curve[-1][1]:.3f}, "
             f"single {at_equal:.3f}"
@@ -392,11 +396,23 @@ def _joint_vs_single(results, runs):
         f"{sum(metric_gains)} of {len(metric_gains)})."
     )
     verdicts.append(
+        f"At equal examples of each task, the joint run's validation loss is the lower on "
+        f"{len(equal_wins)} of {len(tasks)} tasks ({', '.join(equal_wins) or 'none'}); there "
+        f"the single-task run has taken {_span(step_shares)} of the "
+        "joint run's steps, earlier in its learning-rate schedule, so this compares learning "
+        "per example of a task, not per step."
+    )
+    verdicts.append(
         f'"Performance on large tasks degrades only slightly if at all" ({", ".join(large)}; '
         f"slightly: at most {SLIGHT:.0%} higher log-perplexity, or within the noise): "
         f"{_held(slight and all(slight))} ({sum(slight)} of {len(slight)})."
     )
     return verdicts
+
+
+def _span(values):
+    low, high = f"{min(values):.2g}", f"{max(values):.2g}"
+    return low if low == high else f"{low} to {high}"
 
 
 def _versus_reference(results, runs, claim):
