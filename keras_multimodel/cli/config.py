@@ -63,6 +63,10 @@ class TrainConfig:
             `{"num_experts": 16}`, `{"use_moe": False}`); `experiment` sets them.
         train_fractions: `{task: fraction}`: train on this share (0 < f <= 1) of a
             task's training split, a fixed random subset (the `scarce` experiment).
+        vocabulary_tasks: the bundled tasks whose training texts the shared
+            vocabulary learns from; empty (the default) for `tasks`. `experiment`
+            gives every run of a grid the same, so that per-token log-perplexities
+            compare across runs of different tasks.
         distribution: "none" (one device), "data_parallel" or "expert_parallel"
             (JAX, `keras.distribution` over every visible device) or "mirrored"
             (TensorFlow, `tf.distribute.MirroredStrategy`); see docs/scaling.md.
@@ -85,6 +89,7 @@ class TrainConfig:
     distribution: str = "none"
     body: dict = dataclasses.field(default_factory=dict)
     train_fractions: dict = dataclasses.field(default_factory=dict)
+    vocabulary_tasks: tuple = ()
 
     @property
     def epochs(self):
@@ -149,6 +154,12 @@ class TrainConfig:
                 f"train_fractions must be a {{task: fraction}} dict; received "
                 f"{self.train_fractions!r}"
             )
+        unknown = sorted(set(self.vocabulary_tasks) - set(bundled.names()))
+        if unknown:
+            raise InputError(
+                f"vocabulary_tasks names unknown tasks {unknown}; the bundled tasks are "
+                f"{', '.join(bundled.names())}"
+            )
         for name, fraction in self.train_fractions.items():
             if name not in self.tasks:
                 raise InputError(
@@ -192,6 +203,7 @@ class TrainConfig:
         return {
             **dataclasses.asdict(self),
             "tasks": list(self.tasks),
+            "vocabulary_tasks": list(self.vocabulary_tasks),
             "learning_rate": self.peak_learning_rate,
         }
 

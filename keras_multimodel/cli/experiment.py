@@ -172,6 +172,7 @@ class ExperimentConfig:
             seed=seed,
             body=dict(run.body),
             train_fractions=dict(run.train_fractions),
+            vocabulary_tasks=tuple(self.tasks),  # one vocabulary: comparable log-perplexities
         )
 
     def seeds_of(self, run):
@@ -256,6 +257,7 @@ def _work(directory):
     directory = pathlib.Path(directory)
     spec = json.loads((directory / RUN_FILE).read_text())
     settings = {**spec["train"], "tasks": tuple(spec["train"]["tasks"])}
+    settings["vocabulary_tasks"] = tuple(settings.get("vocabulary_tasks", ()))
     config = TrainConfig(**settings)
     use_compilation_cache(enabled=True)
     if not (directory / MODEL_FILE).exists():

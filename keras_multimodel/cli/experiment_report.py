@@ -10,6 +10,7 @@ reference over its seeds on that task (at least `MIN_NOISE`).
 
 import csv
 import datetime
+import hashlib
 import json
 import platform
 
@@ -20,6 +21,7 @@ from keras_multimodel.cli.run_dir import (
     HISTORY_FILE,
     MIXING_FILE,
     SETTINGS_FILE,
+    TOKENIZER_FILE,
     TRAIN_TIME_FILE,
 )
 from keras_multimodel.errors import InputError
@@ -54,6 +56,7 @@ def load_run_results(directory):
         with times.open() as file:
             epoch_seconds = [float(row["seconds"]) for row in csv.DictReader(file)]
     train_time = json.loads((directory / TRAIN_TIME_FILE).read_text())
+    vocabulary = directory / TOKENIZER_FILE
     return {
         "rows": evaluation["rows"],
         "evaluate_seconds": evaluation["seconds"],
@@ -62,6 +65,9 @@ def load_run_results(directory):
         "settings": json.loads((directory / SETTINGS_FILE).read_text()),
         "epoch_seconds": epoch_seconds,
         "train_seconds": train_time["seconds"],
+        "vocabulary": (
+            hashlib.sha256(vocabulary.read_bytes()).hexdigest() if vocabulary.exists() else None
+        ),
         "steps": train_time["steps"],
     }
 
@@ -75,9 +81,11 @@ def task_scores(rows, task):
     learned = {name: v for name, v in main["baselines"].items() if name in main["learned"]}
     best = (max if main["higher_is_better"] else min)(learned.items(), key=lambda kv: kv[1],
                                                       default=(None, None))  # fmt: skip
-    paper = next(row["model"] for row in task_rows if row["metric"] in PAPER_METRICS)
+    paper_row = next(row for row in task_rows if row["metric"] in PAPER_METRICS)
+    paper, paper_metric = paper_row["model"], paper_row["metric"]
     return {"metric": main["metric"], "value": main["model"], "higher": main["higher_is_better"],
-            "baseline_name": best[0], "baseline": best[1], "paper": paper}  # fmt: skip
+            "baseline_name": best[0], "baseline": best[1], "paper": paper,
+            "paper_metric": paper_metric}  # fmt: skip
 
 
 def steady_seconds_per_step(result):
@@ -145,6 +153,15 @@ class _Results:
         if abs(difference) <= self.noise(task):
             return 0
         return 1 if difference > 0 else -1
+
+    def comparable(self, name, other, task):
+        """Whether the two runs' log-perplexities on `task` compare: a label task's
+        always do; a text task's only with the same vocabulary (per-token losses of
+        different tokenizations differ in scale)."""
+        rows = self.by_run[name][0]["rows"]
+        if task_scores(rows, task)["paper_metric"] == "log-loss":
+            return True
+        return self.by_run[name][0]["vocabulary"] == self.by_run[other][0]["vocabulary"]
 
     def mean_metric(self, name, task):
         """The decoded task metric, averaged over seeds."""
@@ -354,58 +371,78 @@ def _joint_vs_single(results, runs):
     order = sorted(tasks, key=sizes.get)
     small, large = order[: len(order) // 2], order[len(order) // 2 :]
     verdicts, gains, slight, metric_gains, equal_wins, step_shares = [], [], [], [], [], []
+    compared, apart = [], []
     for task in tasks:
         single = f"single-{task}"
         j, s = results.mean_paper(REFERENCE, task), results.mean_paper(single, task)
-        better = results.compare(REFERENCE, task, against=single)
-        # Equal examples: the single run's validation loss when it had seen as many
-        # examples of the task as the joint run saw in all its steps.
-        seen = joint["examples_per_step"][task] * joint["steps"]
-        single_curve = validation_curve(results.by_run[single][0], task)
-        joint_curve = validation_curve(joint, task)
-        at_equal = _interpolate(single_curve, seen)
-        if at_equal is not None and joint_curve[-1][1] < at_equal:
-            equal_wins.append(task)
-        single_share = results.by_run[single][0]["examples_per_step"][task]
-        step_shares.append(joint["examples_per_step"][task] / single_share)
-        equal = (
-            f"at equal examples ({seen:,.0f}) validation loss joint {joint_curve[-1][1]:.3f}, "
-            f"single {at_equal:.3f}"
-            if at_equal is not None
-            else f"at equal examples ({seen:,.0f}): before the single run's first validation"
-        )
-        word = {-1: "better than", 0: "level with", 1: "worse than"}[better]
-        metric = task_scores(joint["rows"], task)["metric"]
         on_metric = results.compare_metric(REFERENCE, task, against=single)
-        verdicts.append(
-            f"{task} ({sizes[task]:,} training examples): joint {j:.3f} is {word} single "
-            f"{s:.3f} at equal steps (noise {results.noise(task):.3f}); {equal}; "
+        metric = task_scores(joint["rows"], task)["metric"]
+        decoded = (
             f"{metric}: joint {results.mean_metric(REFERENCE, task):.3g}, single "
             f"{results.mean_metric(single, task):.3g} "
-            f"({ {-1: 'joint better', 0: 'level', 1: 'single better'}[on_metric] })."
+            f"({ {-1: 'joint better', 0: 'level', 1: 'single better'}[on_metric] })"
         )
+        if not results.comparable(REFERENCE, single, task):
+            # Per-token losses of two vocabularies: only the decoded metric compares.
+            apart.append(task)
+            better = on_metric
+            verdicts.append(
+                f"{task} ({sizes[task]:,} training examples): {decoded}, at equal steps; "
+                "log-perplexities not compared (the runs' vocabularies differ)."
+            )
+        else:
+            compared.append(task)
+            better = results.compare(REFERENCE, task, against=single)
+            # Equal examples: the single run's validation loss when it had seen as
+            # many examples of the task as the joint run saw in all its steps.
+            seen = joint["examples_per_step"][task] * joint["steps"]
+            joint_curve = validation_curve(joint, task)
+            at_equal = _interpolate(validation_curve(results.by_run[single][0], task), seen)
+            if at_equal is not None and joint_curve[-1][1] < at_equal:
+                equal_wins.append(task)
+            single_share = results.by_run[single][0]["examples_per_step"][task]
+            step_shares.append(joint["examples_per_step"][task] / single_share)
+            equal = (
+                f"at equal examples ({seen:,.0f}) validation loss joint "
+                f"{joint_curve[-1][1]:.3f}, single {at_equal:.3f}"
+                if at_equal is not None
+                else f"at equal examples ({seen:,.0f}): before the single run's first validation"
+            )
+            word = {-1: "better than", 0: "level with", 1: "worse than"}[better]
+            verdicts.append(
+                f"{task} ({sizes[task]:,} training examples): joint {j:.3f} is {word} single "
+                f"{s:.3f} at equal steps (noise {results.noise(task):.3f}); {equal}; {decoded}."
+            )
         if task in small:
             gains.append(better == -1)
             metric_gains.append(on_metric == -1)
         else:
-            slight.append(j <= s * (1 + SLIGHT) or better == 0)
+            slightly = j <= s * (1 + SLIGHT) or better == 0
+            slight.append(slightly if task in compared else better != 1)
+    basis = (
+        f"; judged on the decoded metric where the runs' vocabularies differ: {', '.join(apart)}"
+        if apart
+        else ""
+    )
     verdicts.append(
         f'"Tasks with less data benefit largely from joint training" (the {len(small)} '
         f"smallest: {', '.join(small)}): {_held(gains and all(gains))} at equal steps "
-        f"({sum(gains)} of {len(gains)} better than alone; on the decoded task metric "
+        f"({sum(gains)} of {len(gains)} better than alone{basis}; on the decoded task metric "
         f"{sum(metric_gains)} of {len(metric_gains)})."
     )
-    verdicts.append(
-        f"At equal examples of each task, the joint run's validation loss is the lower on "
-        f"{len(equal_wins)} of {len(tasks)} tasks ({', '.join(equal_wins) or 'none'}); there "
-        f"the single-task run has taken {_span(step_shares)} of the "
-        "joint run's steps, earlier in its learning-rate schedule, so this compares learning "
-        "per example of a task, not per step."
-    )
+    if compared:
+        verdicts.append(
+            f"At equal examples of each task, the joint run's validation loss is the lower "
+            f"on {len(equal_wins)} of {len(compared)} tasks ({', '.join(equal_wins) or 'none'}"
+            f"); there the single-task run has taken {_span(step_shares)} of the joint run's "
+            "steps, earlier in its learning-rate schedule, so this compares learning per "
+            "example of a task, not per step."
+        )
     verdicts.append(
         f'"Performance on large tasks degrades only slightly if at all" ({", ".join(large)}; '
-        f"slightly: at most {SLIGHT:.0%} higher log-perplexity, or within the noise): "
-        f"{_held(slight and all(slight))} ({sum(slight)} of {len(slight)})."
+        f"slightly: at most {SLIGHT:.0%} higher log-perplexity, or within the noise; on the "
+        f"decoded metric, not worse beyond the noise): "
+        f"{_held(slight and all(slight))} ({sum(slight)} of {len(slight)}{basis})."
     )
     return verdicts
 
@@ -506,10 +543,19 @@ def _scarce(results, runs):
     ):  # fmt: skip
         if name not in results.by_run:
             continue
+        cut = f"{claim}, with {task} cut to {config.scarce_fraction:g} of its data"
+        if not results.comparable(name, alone, task):
+            metric = task_scores(results.by_run[name][0]["rows"], task)["metric"]
+            verdicts.append(
+                f"{cut}: {_held(results.compare_metric(name, task, against=alone) == -1)} on "
+                f"the decoded metric, the runs' vocabularies differing ({metric} "
+                f"{results.mean_metric(name, task):.3g} against "
+                f"{results.mean_metric(alone, task):.3g} alone)."
+            )
+            continue
         gain = results.mean_paper(alone, task) - results.mean_paper(name, task)
         verdicts.append(
-            f"{claim}, with {task} cut to {config.scarce_fraction:g} of its data: "
-            f"{_held(gain > noise)} (log-perplexity {results.mean_paper(name, task):.3f} "
+            f"{cut}: {_held(gain > noise)} (log-perplexity {results.mean_paper(name, task):.3f} "
             f"against {results.mean_paper(alone, task):.3f} alone; noise {noise:.3f})."
         )
     return verdicts

@@ -41,13 +41,13 @@ def _tokenizer(output_dir, config):
     when no task has text."""
     import keras_hub
 
-    if not any(bundled.get(name).needs_text for name in config.tasks):
+    if not any(bundled.get(name).needs_text for name in config.tasks):  # no text to read
         return None
     path = output_dir / TOKENIZER_FILE
     if path.exists():
         return keras_hub.tokenizers.SentencePieceTokenizer(proto=str(path))
     print(f"Training a shared {config.vocabulary_size}-piece SentencePiece vocabulary...")
-    texts = bundled.training_texts(config.tasks, config.data_size)
+    texts = bundled.training_texts(config.vocabulary_tasks or config.tasks, config.data_size)
     tokenizer = train_tokenizer(
         texts, config.vocabulary_size, fit_to_texts=True, model_type=config.tokenizer
     )
@@ -61,6 +61,7 @@ SETTINGS_BEFORE_THEY_EXISTED = {
     "tokenizer": "unigram",
     "body": {},
     "train_fractions": {},
+    "vocabulary_tasks": [],
 }
 
 
@@ -114,6 +115,7 @@ def _check_settings(output_dir, settings):
 # TrainConfig settings that `train` takes no flag for (only Python callers set them).
 SETTINGS_WITHOUT_FLAGS = (
     "num_buckets", "bucketing", "validation_steps", "body", "train_fractions",
+    "vocabulary_tasks",
 )  # fmt: skip
 
 
