@@ -563,7 +563,7 @@ def test_a_bug_keeps_its_traceback_on_the_command_line():
     (here raised where evaluate would run) is a bug and keeps its traceback."""
     code = (
         "import keras_multimodel.cli.main as m\n"
-        "def broken(command):\n"
+        "def broken(*args):\n"
         "    raise ValueError('deep inside a backend')\n"
         "m._run = broken\n"
         "m.run()\n"

@@ -82,7 +82,7 @@ class ExperimentConfig:
     batch_size: int = TrainConfig.batch_size
     data_size: str = TrainConfig.data_size
     max_examples: int | None = 250
-    scarce_task: str = "parse_en"
+    scarce_task: str = bundled.SCARCE_TASK
     scarce_fraction: float = 0.1
 
     def validate(self):
@@ -143,12 +143,13 @@ class ExperimentConfig:
             return [joint] + [Run(f"mixing-{s}", tasks, mixing=s) for s in MIXINGS
                               if s != "uniform"]  # fmt: skip
         scarce = {self.scarce_task: self.scarce_fraction}
-        with_image = tuple(dict.fromkeys(("classify_image", self.scarce_task)))
+        source = bundled.TRANSFER_SOURCE
+        with_image = tuple(dict.fromkeys((source, self.scarce_task)))
         runs = [
             Run("scarce-alone", (self.scarce_task,), train_fractions=scarce),
             Run("scarce-joint", tasks, train_fractions=scarce),
         ]
-        if "classify_image" in tasks and set(with_image) not in ({self.scarce_task}, set(tasks)):
+        if source in tasks and set(with_image) not in ({self.scarce_task}, set(tasks)):
             runs.insert(1, Run("scarce-with-image", with_image, train_fractions=scarce))
         return runs
 

@@ -53,6 +53,12 @@ PAPER_TASKS = (
     "parse_en",
 )
 """The bundled tasks of the main job: the paper's five kinds of task, in order."""
+SCARCE_TASK = "parse_en"
+"""The task `experiment scarce` cuts to a share of its data by default (the paper's
+small task: parsing)."""
+TRANSFER_SOURCE = "classify_image"
+"""The task `experiment scarce` pairs the cut task with alone (the paper's transfer
+from ImageNet to parsing)."""
 TEXT_MAX_LENGTH = {"small": 64, "full": 256}  # tokens of the shared Text modality
 
 
