@@ -12,6 +12,8 @@ from keras_multimodel.cli.experiment_report import validation_curve, write_repor
 from keras_multimodel.errors import InputError
 
 TASKS = ("classify_image", "transcribe_speech", "parse_en")
+# The grid, its report and its figures are files and subprocesses: once is enough.
+pytestmark = pytest.mark.backends("tensorflow", reason="no backend computation in this process")
 
 
 def test_each_experiment_compares_its_runs_with_the_joint_reference():
@@ -217,7 +219,6 @@ def test_validation_curves_count_the_examples_of_each_task():
 
 
 @pytest.mark.large
-@pytest.mark.backends("tensorflow", reason="the grid's runs are subprocesses of `train`")
 def test_a_tiny_grid_trains_evaluates_reports_and_resumes(tmp_path):
     pytest.importorskip("matplotlib")
     args = [sys.executable, "-m", "keras_multimodel", "experiment", "blocks",
