@@ -153,7 +153,7 @@ def _whole_step_fn(layer, x, backend):
             )
             return loss, trainable, non_trainable, optimizer_variables
 
-        jitted = jax.jit(step, donate_argnums=(0, 1, 2))
+        jitted = jax.jit(step)  # no donation: the layers (dense) are reused across runs
         state = [
             [v.value for v in variables]
             for variables in (
