@@ -112,23 +112,32 @@ def _train_step_fn(layer, x):
 
         return run
     if backend == "tensorflow":
-        import tensorflow as tf
-
-        @tf.function(jit_compile=True)
-        def step():
-            with tf.GradientTape() as tape:
-                y = layer(x, training=True)
-                loss = ops.mean(ops.square(y)) + sum(layer.losses)
-            grads = tape.gradient(loss, layer.trainable_variables)
-            return loss, grads
-
-        def run():
-            loss, grads = step()
-            _ = [g.numpy() for g in grads if g is not None]
-            return loss
-
-        return run
+        return _tf_step_fn(layer, x)
     raise SystemExit(f"benchmarks/moe.py supports the jax and tensorflow backends, not {backend}.")
+
+
+def _tf_step_fn(layer, x, optimizer=None):
+    """TensorFlow: loss and gradients in one XLA-compiled function, and with an
+    `optimizer` their update too; `run()` waits for the results."""
+    import tensorflow as tf
+
+    @tf.function(jit_compile=True)
+    def step():
+        with tf.GradientTape() as tape:
+            y = layer(x, training=True)
+            loss = ops.mean(ops.square(y)) + sum(layer.losses)
+        grads = tape.gradient(loss, layer.trainable_variables)
+        if optimizer is None:
+            return loss, grads
+        optimizer.apply_gradients(zip(grads, layer.trainable_variables, strict=True))
+        return loss, []
+
+    def run():
+        loss, grads = step()
+        _ = [g.numpy() for g in grads if g is not None]
+        return loss.numpy()
+
+    return run
 
 
 def _whole_step_fn(layer, x, backend):
@@ -171,21 +180,7 @@ def _whole_step_fn(layer, x, backend):
 
         return run
     if backend == "tensorflow":
-        import tensorflow as tf
-
-        @tf.function(jit_compile=True)
-        def step():
-            with tf.GradientTape() as tape:
-                y = layer(x, training=True)
-                loss = ops.mean(ops.square(y)) + sum(layer.losses)
-            grads = tape.gradient(loss, layer.trainable_variables)
-            optimizer.apply_gradients(zip(grads, layer.trainable_variables, strict=True))
-            return loss
-
-        def run():
-            return step().numpy()
-
-        return run
+        return _tf_step_fn(layer, x, optimizer)
     raise SystemExit(f"benchmarks/moe.py supports the jax and tensorflow backends, not {backend}.")
 
 
