@@ -28,10 +28,6 @@ PUBLIC_MODULES = (
     "keras_multimodel.samplers",
 )
 NEEDS_NO_DOCSTRING = {"keras_multimodel.__version__"}
-# Public constants still without a docstring (for a constant: a string literal on
-# the line after its assignment). The test reports them as expected failures until
-# they have one; then remove them from this set.
-AWAITING_DOCSTRINGS = set()
 ONCE = pytest.mark.backends("tensorflow", reason="reads files, on any backend: once is enough")
 
 
@@ -83,9 +79,5 @@ def package():
 def test_every_public_symbol_has_a_docstring(package, module_name):
     symbols = _public_symbols(package, module_name)
     missing = {name for name, doc in symbols.items() if not doc.strip()} - NEEDS_NO_DOCSTRING
-    new = sorted(missing - AWAITING_DOCSTRINGS)
-    assert not new, f"public symbols without a docstring: {', '.join(new)}"
-    done = sorted((AWAITING_DOCSTRINGS & set(symbols)) - missing)
-    assert not done, f"these have a docstring now; remove them from AWAITING_DOCSTRINGS: {done}"
-    if missing:
-        pytest.xfail(f"public symbols awaiting a docstring: {', '.join(sorted(missing))}")
+    # For a constant, the docstring is a string literal on the line after it.
+    assert not missing, f"public symbols without a docstring: {', '.join(sorted(missing))}"

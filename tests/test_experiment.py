@@ -99,7 +99,6 @@ def _fake_run(directory, tasks, paper, metric, steps=100, spe=50, seconds=0.2, s
 def test_the_report_states_each_claim_from_the_runs_numbers(tmp_path):
     """Numbers chosen so that each verdict is known: joint training helps the two
     smaller tasks and costs the largest 2%; the MoE helps, attention does not."""
-    pytest.importorskip("matplotlib")
     config = ExperimentConfig(tasks=TASKS, name="all")
     sizes = {"classify_image": 500, "transcribe_speech": 800, "parse_en": 9000}
     joint = {"classify_image": 1.0, "transcribe_speech": 3.0, "parse_en": 2.04}
@@ -173,7 +172,6 @@ def test_the_report_states_each_claim_from_the_runs_numbers(tmp_path):
 
 def test_a_report_of_one_experiment_needs_only_its_runs(tmp_path):
     """`scarce` alone has no joint reference: its noise is the floor."""
-    pytest.importorskip("matplotlib")
     config = ExperimentConfig(tasks=("classify_image", "parse_en"), name="scarce")
     papers = {"scarce-alone": 3.0, "scarce-joint": 2.9}
     for run in config.runs():
@@ -188,7 +186,6 @@ def test_a_report_of_one_experiment_needs_only_its_runs(tmp_path):
 def test_text_tasks_of_runs_with_other_vocabularies_compare_on_their_decoded_metric(tmp_path):
     """Per-token losses of two vocabularies do not compare: parse_en is judged on its
     decoded metric; classify_image (labels) still on its log-loss."""
-    pytest.importorskip("matplotlib")
     config = ExperimentConfig(tasks=("classify_image", "parse_en"), name="joint_vs_single")
     papers = {"joint": {"classify_image": 1.0, "parse_en": 0.5}}
     for run in config.runs():
@@ -220,7 +217,6 @@ def test_validation_curves_count_the_examples_of_each_task():
 
 @pytest.mark.large
 def test_a_tiny_grid_trains_evaluates_reports_and_resumes(tmp_path):
-    pytest.importorskip("matplotlib")
     args = [sys.executable, "-m", "keras_multimodel", "experiment", "blocks",
             f"--output_dir={tmp_path}", "--tasks=classify_image", "--steps=3",
             "--steps_per_epoch=2", "--max_examples=8", "--batch_size=8"]  # fmt: skip
