@@ -10,6 +10,7 @@ import time
 
 import keras
 
+from keras_multimodel import compat
 from keras_multimodel.errors import DataError, InputError
 
 
@@ -188,7 +189,7 @@ class AtomicBackupAndRestore(keras.callbacks.Callback):
         if optimizer is not None and not optimizer.built:
             optimizer.build(self.model.trainable_variables)
         self.model.load_weights(backup / WEIGHTS_FILE)
-        self.model._initial_epoch = int(state["epoch"])
+        compat.set_initial_epoch(self.model, state["epoch"])
 
     def on_epoch_end(self, epoch, logs=None):
         self.backup_dir.mkdir(parents=True, exist_ok=True)

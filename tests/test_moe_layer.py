@@ -173,6 +173,12 @@ def test_aux_loss_matches_its_definition(rng):
     cv2 = lambda v: v.var() / v.mean() ** 2  # noqa: E731
     expected = 0.5 * (cv2(importance) + cv2(load))
     np.testing.assert_allclose(float(to_numpy(moe.losses[0])), expected, rtol=1e-4)
+    # Returned instead of added: the same loss and outputs, nothing in `losses`.
+    outputs, terms = moe(x, return_terms=True)
+    assert not moe.losses
+    np.testing.assert_allclose(float(to_numpy(terms["loss"])), expected, rtol=1e-4)
+    np.testing.assert_allclose(to_numpy(outputs), to_numpy(moe(x)), atol=1e-6)
+    assert float(to_numpy(terms["dropped_fraction"])) == float(to_numpy(moe.dropped_fraction))
 
 
 def aux_model(**moe_kwargs):
@@ -206,6 +212,14 @@ def aux_model(**moe_kwargs):
             ],
         ),
     ],
+)
+@pytest.mark.xfail(
+    keras.backend.backend() == "jax",
+    strict=True,  # passes, and so fails, once Keras counts every call: update MoELayer's docs
+    reason="Keras's JAX `fit` keeps only the last `add_loss` of a layer called twice in "
+    "one forward pass (under `stateless_call` each call is the outermost and clears the "
+    "layer's earlier losses; keras-team/keras#21605 and #22395 fixed the error this "
+    "raised, not the drop). MultiModel collects the MoE's terms with return_terms=True.",
 )
 def test_aux_loss_counted_exactly_once_per_call_in_fit(rng, jit_compile):
     model = aux_model()

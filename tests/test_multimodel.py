@@ -68,7 +68,8 @@ def make_batch(rng):
 
 
 def numpy_outputs(outputs):
-    return {group: to_numpy(logits) for group, logits in outputs.items()}
+    """`call`'s logits per group as numpy (without the MoE's terms)."""
+    return {group: to_numpy(logits) for group, logits in outputs.items() if group != "moe"}
 
 
 def test_forward_shapes_and_groups(rng):
@@ -173,12 +174,27 @@ def test_loss_is_weighted_task_losses_plus_each_moe_loss_once(rng):
     model = make_model(moe_loss_coef=1.0)
     batch = make_batch(rng)
     outputs = model(batch, training=False)
-    aux = [float(to_numpy(loss)) for loss in model.losses]
-    assert len(aux) == 2 * len(batch)  # encoder and decoder MoE, once per group
+    assert not model.losses  # the MoE's terms come in the outputs, not through add_loss
+    # Each MoE call counted once: the encoder's and the decoder's MoE, once per
+    # group, each by the definition cv²(importance) + cv²(load) of its routing.
+    aux = []
+
+    def balancing_loss(routing, valid, shape):
+        importance, load = to_numpy(routing.importance), to_numpy(routing.load)
+        aux.append(importance.var() / importance.mean() ** 2 + load.var() / load.mean() ** 2)
+
+    with (
+        model.encoder.moe.observe_routing(balancing_loss),
+        model.decoder.moe.observe_routing(balancing_loss),
+    ):
+        model(batch, training=False)
+    assert len(aux) == 2 * len(batch) and min(aux) > 0.0
+    moe_loss = float(to_numpy(outputs["moe"]["loss"]))
+    np.testing.assert_allclose(moe_loss, sum(aux), rtol=1e-4)  # moe_loss_coef=1
     total = float(to_numpy(model.compute_loss(batch, None, outputs, training=False)))
 
     # The same from numpy: per task, the token-mean loss over its examples.
-    expected = sum(aux)
+    expected = moe_loss
     for group, logits in numpy_outputs(outputs).items():
         net = model.nets_of(model.groups[group][0])[1]
         tokens = to_numpy(net.target_tokens(batch[group]["targets"]))
@@ -194,7 +210,7 @@ def test_loss_is_weighted_task_losses_plus_each_moe_loss_once(rng):
     logs = model.evaluate(tf.data.Dataset.from_tensors(batch), verbose=0, return_dict=True)
     assert {"copy_loss", "reverse_loss", "label_accuracy", "speech_token_accuracy"} <= set(logs)
     np.testing.assert_allclose(logs["loss"], total, rtol=1e-4)
-    np.testing.assert_allclose(logs["moe_loss"], sum(aux), rtol=1e-4)  # the MoE part of it
+    np.testing.assert_allclose(logs["moe_loss"], moe_loss, rtol=1e-4)  # the MoE part of it
 
 
 def test_decoder_is_causal_in_the_targets(rng):
@@ -421,7 +437,7 @@ def test_ablated_bodies_keep_masking_caching_and_their_losses(rng, ablation):
     model = make_model(eval_capacity_factor=None, decoder_layers=2, **ablation)
     batch = make_batch(rng)
     outputs = model(batch, training=False)
-    assert len(model.losses) == (0 if "use_moe" in ablation else 2 * len(batch))
+    assert ("moe" in outputs) == ("use_moe" not in ablation)  # no MoE, no balancing loss
     sub_batch = batch["text_to_text"]
     padded = {**sub_batch, "inputs": np.pad(sub_batch["inputs"], [[0, 0], [0, 5]])}
     before = to_numpy(model({"text_to_text": sub_batch})["text_to_text"])

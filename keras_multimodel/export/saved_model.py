@@ -15,13 +15,12 @@ are; each core is a stateless function of them. On TensorFlow it is a
 batch (and text length); strings never enter JAX.
 """
 
-import contextlib
 import itertools
 
 import keras
 import numpy as np
 
-from keras_multimodel import samplers
+from keras_multimodel import compat, samplers
 from keras_multimodel.errors import InputError
 
 PLATFORMS = ("cpu", "cuda")  # JAX lowering targets of the numeric cores
@@ -243,39 +242,10 @@ class _Cores:
                     ),
                     autograph=False,
                 )
-            with _top_k_by_sorting():
+            with compat.top_k_lowered_by_sorting():
                 return converted[key](list(self.tf_variables), inputs, command)
 
         return core
-
-
-@contextlib.contextmanager
-def _top_k_by_sorting():
-    """Lowers `jax.lax.top_k` (beam search) with a sort while a core is converted.
-
-    JAX lowers `top_k` to a StableHLO composite op that TensorFlow runtimes a little
-    older than the exporting JAX cannot read ("failed to deserialize portable
-    artifact", TensorFlow 2.21 with jaxlib 0.10.2); a stable sort and a slice give
-    the same values and indices (ties to the lower index) with plain ops. The rule
-    JAX had is put back afterwards.
-    """
-    from jax import lax
-    from jax._src.interpreters import mlir as mlir_registry  # to put the old rule back
-    from jax.interpreters import mlir
-
-    def top_k(operand, k, axis=-1):
-        axis = axis % operand.ndim
-        moved = lax.broadcasted_iota("int32", operand.shape, axis)
-        keys, indices = lax.sort((-operand, moved), dimension=axis, num_keys=1, is_stable=True)
-        top = [lax.slice_in_dim(x, 0, k, axis=axis) for x in (keys, indices)]
-        return [-top[0], top[1]]
-
-    previous = mlir_registry._lowerings[lax.top_k_p]
-    mlir.register_lowering(lax.top_k_p, mlir.lower_fun(top_k, multiple_results=True))
-    try:
-        yield
-    finally:
-        mlir_registry._lowerings[lax.top_k_p] = previous
 
 
 def _polymorphic_shapes(inputs):

@@ -1,12 +1,9 @@
 """MoELayer: a sparsely-gated mixture of feed-forward experts with static shapes."""
 
 import contextlib
-import threading
-import weakref
 
 import keras
 from keras import ops
-from keras.src.backend.common.stateless_scope import get_stateless_scope, in_stateless_scope
 
 from keras_multimodel.errors import InputError
 from keras_multimodel.layers import layer_utils, moe_routing
@@ -49,7 +46,14 @@ class MoELayer(keras.layers.Layer):
     the axis: expert parallelism).
 
     Padded positions (mask False) are neither routed nor counted. The balancing loss
-    `loss_coef * (cv²(importance) + cv²(load))` is added with `add_loss` once per call.
+    `loss_coef * (cv²(importance) + cv²(load))` is added with `add_loss` once per call,
+    or, with `return_terms=True`, returned beside the output for the caller to add
+    (how `MultiModel` collects it: explicit, and the same on every backend and
+    under `tf.distribute`). On JAX, Keras's `fit` keeps only the last `add_loss` of
+    a layer called more than once in one forward pass (each call of a layer is the
+    outermost under `stateless_call` and clears the layer's earlier losses), so a
+    model that shares one `MoELayer` between several calls should collect the
+    terms with `return_terms=True`.
     Gate and noise weights start at zero and the router runs in float32 under
     mixed precision.
 
@@ -79,9 +83,12 @@ class MoELayer(keras.layers.Layer):
         x: `(batch, length, channels)` or `(tokens, channels)`.
         mask: optional padding mask `(batch, length)` (or `(tokens,)`).
         training: whether gating noise, training capacity and dropout apply.
+        return_terms: return the balancing loss instead of adding it.
 
     Returns:
-        A tensor of the same shape as `x`.
+        A tensor of the same shape as `x`; with `return_terms=True`, the pair
+        `(outputs, {"loss": balancing loss, "dropped_fraction": fraction})` of
+        float32 scalars, and nothing is added with `add_loss`.
 
     Example:
     >>> import numpy as np
@@ -89,6 +96,9 @@ class MoELayer(keras.layers.Layer):
     >>> x = np.random.rand(2, 6, 8).astype("float32")
     >>> tuple(moe(x).shape), len(moe.losses)
     ((2, 6, 8), 1)
+    >>> outputs, terms = moe(x, return_terms=True)
+    >>> sorted(terms), len(moe.losses)
+    (['dropped_fraction', 'loss'], 0)
     """
 
     def __init__(
@@ -365,7 +375,7 @@ class MoELayer(keras.layers.Layer):
         mixture = moe_routing.combine_expert_outputs(expert_outputs, plan, routing.gates)
         return ops.reshape(mixture, (num_tokens, channels)), _flat_routing(routing), plan
 
-    def call(self, x, mask=None, training=None):
+    def call(self, x, mask=None, training=None, return_terms=False):
         input_shape = ops.shape(x)
         tokens = ops.reshape(x, (-1, input_shape[-1]))  # (N, d)
         valid = self._valid(tokens, mask)
@@ -374,9 +384,16 @@ class MoELayer(keras.layers.Layer):
         for observer in self._routing_observers:
             observer(routing, valid, input_shape)
         mixture = ops.reshape(ops.cast(mixture, x.dtype), input_shape)
-        self.add_loss(self.loss_coef * routing.aux_loss)
-        self.dropped_fraction.assign(plan.dropped_fraction)
-        return self.norm(x + self.dropout_layer(mixture, training=training))
+        outputs = self.norm(x + self.dropout_layer(mixture, training=training))
+        terms = {
+            "loss": self.loss_coef * routing.aux_loss,
+            "dropped_fraction": ops.cast(plan.dropped_fraction, "float32"),
+        }
+        self.dropped_fraction.assign(terms["dropped_fraction"])
+        if return_terms:
+            return outputs, terms
+        self.add_loss(terms["loss"])
+        return outputs
 
     @contextlib.contextmanager
     def observe_routing(self, observer):
@@ -450,49 +467,6 @@ class MoELayer(keras.layers.Layer):
         outputs = outputs + chosen(self.expert_bias_out)  # (N, k, d)
         gates = ops.cast(routing.gates, outputs.dtype)[..., None]  # 0 for padding
         return ops.sum(outputs * gates, axis=1)
-
-    # Under `tf.distribute`, replicas trace the step in threads of their own, taking
-    # turns at every cross-replica sync (a mirrored variable's assignment is one), so
-    # a layer attribute shared by the replicas would mix their losses up. Outside
-    # a StatelessScope (TensorFlow) this layer keeps its losses per thread.
-    def _thread_losses(self):
-        local = self.__dict__.get("_per_thread")
-        if local is None:
-            local = threading.local()
-            object.__setattr__(self, "_per_thread", local)  # untracked by Keras
-        if not hasattr(local, "losses"):
-            local.losses = []
-        return local.losses
-
-    def add_loss(self, loss):
-        if in_stateless_scope():
-            return super().add_loss(loss)
-        losses = keras.tree.flatten(loss)
-        if not all(keras.ops.is_tensor(x) for x in losses):
-            raise ValueError("`add_loss()` takes tensors computed in `call()`.")
-        self._thread_losses().extend(losses)
-
-    def _get_own_losses(self):
-        if in_stateless_scope():
-            return super()._get_own_losses()
-        return list(self._thread_losses())
-
-    def _clear_losses(self):
-        # Keras clears a layer's losses whenever the layer is the outermost call. Under
-        # `Model.stateless_call` (how JAX trains) the model's `call` runs outside any
-        # call context, so every top-level layer call is "outermost": a second call of
-        # this layer in the same forward pass would erase the first call's aux loss
-        # from the StatelessScope. A scope starts with no losses, so within one scope
-        # we keep what this layer added; a new scope starts from a clean slate.
-        scope = get_stateless_scope()
-        if scope is None or not scope.collect_losses:
-            self._loss_scope = None
-            self._thread_losses().clear()
-            return super()._clear_losses()
-        if getattr(self, "_loss_scope", None) is None or self._loss_scope() is not scope:
-            self._loss_scope = weakref.ref(scope)
-            self._loss_ids.clear()
-        self._losses.clear()
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)

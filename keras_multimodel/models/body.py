@@ -78,7 +78,9 @@ class _BodyPart(keras.layers.Layer):
 class Encoder(_BodyPart):
     """`encoder_blocks` ConvBlocks ("same" padding) with an MoELayer in the middle.
 
-    Call: `encoder(x (B, S, d), mask (B, S))` -> `(B, S, d)`.
+    Call: `encoder(x (B, S, d), mask (B, S))` -> `(B, S, d)`; with
+    `return_moe_terms=True`, `((B, S, d), terms)`: the list of the MoE's terms
+    (`MoELayer(..., return_terms=True)`), empty without an MoE.
     """
 
     def build(self, input_shape=None):
@@ -88,12 +90,13 @@ class Encoder(_BodyPart):
         self.moe = self._moe("moe")
         self.built = True
 
-    def call(self, x, mask=None, training=None):
+    def call(self, x, mask=None, training=None, return_moe_terms=False):
+        terms = []
         for i, block in enumerate(self.blocks):
             if i == self.moe_position and self.moe is not None:
-                x = self.moe(x, mask=mask, training=training)
+                x = _moe_call(self.moe, x, mask, training, return_moe_terms, terms)
             x = block(x, mask=mask, training=training)
-        return x
+        return (x, terms) if return_moe_terms else x
 
 
 @keras.saving.register_keras_serializable(package="keras_multimodel")
@@ -145,7 +148,8 @@ class IOMixer(_BodyPart):
 @keras.saving.register_keras_serializable(package="keras_multimodel")
 class Decoder(_BodyPart):
     """`decoder_layers` of causal ConvBlock + attention to the encoded inputs, with an
-    MoELayer in the middle. Call: `decoder(x (B, T, d), encoded (B, S, d), ...)`.
+    MoELayer in the middle. Call: `decoder(x (B, T, d), encoded (B, S, d), ...)`;
+    `return_moe_terms` as for the `Encoder`.
     """
 
     def build(self, input_shape=None):
@@ -156,20 +160,28 @@ class Decoder(_BodyPart):
         self.moe = self._moe("moe")
         self.built = True
 
-    def call(self, x, encoded, mask=None, encoded_mask=None, training=None, decoding=False):
+    def call(
+        self,
+        x,
+        encoded,
+        mask=None,
+        encoded_mask=None,
+        training=None,
+        decoding=False,
+        return_moe_terms=False,
+    ):
+        terms = []
         for i, (block, attention) in enumerate(zip(self.blocks, self.attentions, strict=True)):
             if i == self.moe_position and self.moe is not None:
-                # `decoding`: no drops and no aux loss, like `step`.
-                x = (
-                    self.moe.step(x, mask)
-                    if decoding
-                    else self.moe(x, mask=mask, training=training)
-                )
+                if decoding:  # no drops and no balancing loss, like `step`
+                    x = self.moe.step(x, mask)
+                else:
+                    x = _moe_call(self.moe, x, mask, training, return_moe_terms, terms)
             x = block(x, mask=mask, training=training)
             x = attention(
                 x, context=encoded, mask=mask, context_mask=encoded_mask, training=training
             )
-        return x
+        return (x, terms) if return_moe_terms else x
 
     def init_cache(self, encoded):
         batch = ops.shape(encoded)[0]
@@ -189,6 +201,15 @@ class Decoder(_BodyPart):
             x, _ = attention.step(x, attention_cache, index, context_mask=encoded_mask)
             conv_caches.append(conv_cache)
         return x, {"conv": conv_caches, "attention": cache["attention"]}
+
+
+def _moe_call(moe, x, mask, training, return_terms, terms):
+    """`moe(x)`; with `return_terms`, its terms go into the list `terms`."""
+    if not return_terms:
+        return moe(x, mask=mask, training=training)
+    x, moe_terms = moe(x, mask=mask, training=training, return_terms=True)
+    terms.append(moe_terms)
+    return x
 
 
 class MeanContext(keras.layers.Layer):

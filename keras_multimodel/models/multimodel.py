@@ -1,12 +1,11 @@
 """MultiModel: modality nets around one encoder-mixer-decoder body, trained with `fit`."""
 
-import threading
-
 import keras
 import keras_hub
 import numpy as np
 from keras import ops
 
+from keras_multimodel import compat
 from keras_multimodel.errors import InputError
 from keras_multimodel.layers.layer_utils import replicas_in_sync
 from keras_multimodel.models.body import Decoder, Encoder, IOMixer
@@ -17,6 +16,7 @@ from keras_multimodel.models.training import TrainingMixin
 from keras_multimodel.task import Task, TaskPlan
 
 BATCH_KEYS = ("inputs", "targets", "task_id")
+MOE_OUTPUTS = "moe"  # the key of the MoE's terms in `call`'s outputs
 
 
 @keras.saving.register_keras_serializable(package="keras_multimodel")
@@ -33,7 +33,13 @@ class MultiModel(GenerationMixin, ScoringMixin, TrainingMixin, keras.Model):
 
     **Batches.** `call` and `fit` take `{group: {"inputs", "targets", "task_id"}}`
     with one sub-batch per group of tasks sharing input and target nets (see
-    `model.groups`); `keras_multimodel.data.mixture` builds such datasets.
+    `model.groups`); `keras_multimodel.data.mixture` builds such datasets. `call`
+    returns `{group: logits}` and, when the body has MoE layers, the MoE's terms of
+    that call under the key `"moe"`: `{"loss": the balancing losses (summed, each
+    already weighted), "dropped_fraction": the mean dropped fraction}`. The loss
+    comes to `compute_loss` in the outputs, as in flax's returned collections: no
+    state is shared between calls, replicas or backends. `predict` returns the
+    logits only.
     `compile(optimizer=...)` needs no loss: the loss is the sum over tasks of
     `loss_weight * (mean target-token loss)` plus the MoE balancing losses, and the
     logs show `{task}_loss` and `{task}_accuracy` (labels) or
@@ -123,9 +129,6 @@ class MultiModel(GenerationMixin, ScoringMixin, TrainingMixin, keras.Model):
         self.task_accuracies = [keras.metrics.Mean(name=t.metric_name) for t in self.tasks]
         self.moe_loss_tracker = keras.metrics.Mean(name="moe_loss")
         self.moe_dropped_tracker = keras.metrics.Mean(name="moe_dropped_fraction")
-        # (outputs of this thread's latest call, its fractions); per thread because
-        # tf.distribute replicas trace the step in threads of their own.
-        object.__setattr__(self, "_latest_call", threading.local())
         self._generate_functions = {}
         self.built = True
 
@@ -164,9 +167,16 @@ class MultiModel(GenerationMixin, ScoringMixin, TrainingMixin, keras.Model):
                     f"received {keys}."
                 )
 
-    def encode(self, input_net, inputs, training=None):
-        """Raw inputs -> `(encoded (B, S, d), mask (B, S))`."""
+    def encode(self, input_net, inputs, training=None, return_moe_terms=False):
+        """Raw inputs -> `(encoded (B, S, d), mask (B, S))`.
+
+        With `return_moe_terms=True`, `(encoded, mask, terms)`: the list of the
+        encoder MoE's terms (see `MoELayer`'s `return_terms`).
+        """
         x, mask = input_net.bottom(inputs, training=training)
+        if return_moe_terms:
+            encoded, terms = self.encoder(x, mask=mask, training=training, return_moe_terms=True)
+            return encoded, mask, terms
         return self.encoder(x, mask=mask, training=training), mask
 
     def shifted_targets(self, target_net, tokens, command):
@@ -177,8 +187,20 @@ class MultiModel(GenerationMixin, ScoringMixin, TrainingMixin, keras.Model):
         rest = target_net.targets_bottom(tokens[:, :-1])  # (B, T-1, d)
         return ops.concatenate([first, ops.cast(rest, first.dtype)], axis=1)
 
-    def decode(self, shifted, encoded, mask, encoded_mask, training=None, decoding=False):
-        """Mixer and decoder over whole target sequences: `(B, T, d)` outputs."""
+    def decode(
+        self,
+        shifted,
+        encoded,
+        mask,
+        encoded_mask,
+        training=None,
+        decoding=False,
+        return_moe_terms=False,
+    ):
+        """Mixer and decoder over whole target sequences: `(B, T, d)` outputs.
+
+        With `return_moe_terms=True`, `(outputs, terms)` as for `encode`.
+        """
         mixed = self.mixer(
             shifted, encoded, mask=mask, encoded_mask=encoded_mask, training=training
         )
@@ -189,35 +211,51 @@ class MultiModel(GenerationMixin, ScoringMixin, TrainingMixin, keras.Model):
             encoded_mask=encoded_mask,
             training=training,
             decoding=decoding,
+            return_moe_terms=return_moe_terms,
         )
 
     def call(self, batch, training=None):
-        """`{group: sub-batch}` -> `{group: logits (B, T, classes)}`."""
+        """`{group: sub-batch}` -> `{group: logits (B, T, classes)}`, and the MoE's
+        terms under `"moe"` (see the class docstring)."""
         self._check_batch(batch)
         outputs = {}
-        dropped = []
+        terms = []
         for group, sub_batch in batch.items():
             input_net, target_net = self.nets_of(self.plan.groups[group][0])
-            encoded, encoded_mask = self.encode(input_net, sub_batch["inputs"], training)
+            encoded, encoded_mask, encoder_terms = self.encode(
+                input_net, sub_batch["inputs"], training, return_moe_terms=True
+            )
             tokens = target_net.target_tokens(sub_batch["targets"])  # (B, T)
             mask = target_net.target_mask(tokens)
             command = ops.take(self._command_of_task, ops.cast(sub_batch["task_id"], "int32"))
             shifted = self.shifted_targets(target_net, tokens, command)
-            decoded = self.decode(shifted, encoded, mask, encoded_mask, training)
+            decoded, decoder_terms = self.decode(
+                shifted, encoded, mask, encoded_mask, training, return_moe_terms=True
+            )
             outputs[group] = target_net.top(decoded)
-            # Read now (TF reads a variable where the value is used, i.e. after the
-            # last group's assignment).
-            dropped += [ops.copy(moe.dropped_fraction.value) for moe in self.moe_layers]
-        # For `compute_loss` in the same step: it uses them only for these outputs (a
-        # `predict` or `score` call leaves them behind, never to be used elsewhere).
-        self._latest_call.dropped = (tuple(outputs.values()), dropped)
+            terms += encoder_terms + decoder_terms
+        if terms:
+            outputs[MOE_OUTPUTS] = {
+                "loss": ops.sum(ops.stack([t["loss"] for t in terms])),
+                "dropped_fraction": ops.mean(ops.stack([t["dropped_fraction"] for t in terms])),
+            }
         return outputs
+
+    def predict_step(self, *args):
+        # `predict` returns the logits (Keras concatenates its outputs over batches).
+        # The JAX trainer's step is `(state, data) -> (outputs, state)`, as its guide
+        # to customizing `fit` documents; the others' `data -> outputs`.
+        result = super().predict_step(*args)
+        if keras.backend.backend() == "jax":
+            outputs, state = result
+            return _logits(outputs), state
+        return _logits(result)
 
     # ----- loss and metrics ------------------------------------------------------------
     def _task_statistics(self, batch, outputs):
         """Per task: `(loss sum, target tokens, correct tokens)`, each `(B,)`, and its mask."""
         statistics = []
-        for group, logits in outputs.items():
+        for group, logits in _logits(outputs).items():
             sub_batch = batch[group]
             target_net = self.nets_of(self.plan.groups[group][0])[1]
             tokens = target_net.target_tokens(sub_batch["targets"])
@@ -241,16 +279,19 @@ class MultiModel(GenerationMixin, ScoringMixin, TrainingMixin, keras.Model):
             tokens = _sum_over_replicas(ops.stop_gradient(ops.sum(count * of_task)))
             task_loss = ops.sum(loss * of_task) / ops.maximum(tokens, 1.0)
             total = total + self.tasks[index].loss_weight * task_loss
-        balance = ops.zeros((), "float32")
-        for loss in self.losses:  # MoE balancing losses, once per MoE call
-            # Keras scales these by 1 / replicas under tf.distribute.
-            balance = balance + ops.cast(self._aggregate_additional_loss(loss), "float32")
-        self.moe_loss_tracker.update_state(_unscale_for_replicas(balance))
-        latest = getattr(self._latest_call, "dropped", None)
-        self._latest_call.dropped = None
-        if latest and latest[1] and _same_tensors(latest[0], y_pred):  # this step's call
-            self.moe_dropped_tracker.update_state(ops.mean(ops.stack(latest[1])))
-        return total + balance
+        # Losses other layers add (`add_loss`, weight regularizers); the MoE's come
+        # in the outputs. Like the task losses, a replica's share is 1 / replicas
+        # (its gradients are summed over the replicas).
+        extra = [ops.cast(loss, "float32") for loss in self.losses]
+        moe = y_pred.get(MOE_OUTPUTS) if isinstance(y_pred, dict) else None
+        if moe is not None:
+            balance = ops.cast(moe["loss"], "float32")
+            self.moe_loss_tracker.update_state(balance)
+            self.moe_dropped_tracker.update_state(moe["dropped_fraction"])
+            extra.append(balance)
+        if extra:
+            total = total + ops.sum(ops.stack(extra)) / replicas_in_sync()
+        return total
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         for index, loss, count, correct, of_task in self._task_statistics(x, y_pred):
@@ -399,19 +440,7 @@ class MultiModel(GenerationMixin, ScoringMixin, TrainingMixin, keras.Model):
         return None  # built in __init__
 
     def get_compile_config(self):
-        # On torch, Keras saves its torch-only optimizer class (module
-        # keras.src.backend.torch.optimizers...); another backend would load it and
-        # run torch code. Keras's public optimizer of the same name (keras.optimizers,
-        # which resolves to each backend's own) keeps a .keras file portable.
-        config = super().get_compile_config()
-        optimizer = (config or {}).get("optimizer")
-        if (
-            isinstance(optimizer, dict)
-            and str(optimizer.get("module", "")).startswith("keras.src.backend.")
-            and hasattr(keras.optimizers, optimizer.get("class_name", ""))
-        ):
-            optimizer["module"] = "keras.optimizers"
-        return config
+        return compat.portable_compile_config(super().get_compile_config())
 
 
 def _sum_over_replicas(value):
@@ -423,14 +452,6 @@ def _sum_over_replicas(value):
     return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, value)
 
 
-def _unscale_for_replicas(value):
-    """Undoes the 1 / replicas scaling `tf.distribute` gives added losses (for logs)."""
-    replicas = replicas_in_sync()
-    return value * replicas if replicas > 1 else value
-
-
-def _same_tensors(produced, outputs):
-    """Whether `outputs` (a `{group: logits}` dict) holds exactly the `produced` tensors."""
-    if not isinstance(outputs, dict) or len(outputs) != len(produced):
-        return False
-    return all(a is b for a, b in zip(produced, outputs.values(), strict=True))
+def _logits(outputs):
+    """`call`'s outputs without the MoE's terms: `{group: logits}`."""
+    return {key: value for key, value in outputs.items() if key != MOE_OUTPUTS}
