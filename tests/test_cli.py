@@ -1,14 +1,17 @@
 """The command line: train (killed and resumed), evaluate, predict and their one-line errors."""
 
+import contextlib
 import csv
 import dataclasses
 import json
+import logging
 import os
 import pathlib
 import signal
 import subprocess
 import sys
 import time
+import warnings
 import wave
 import zipfile
 
@@ -88,13 +91,48 @@ KILLED_AND_RESUMED_BACKEND = pytest.mark.backends(
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    """A finished `train` run of an image and a text task (4 steps), in this process."""
+    """A finished `train` run of an image and a text task (4 steps), in this process.
+
+    The warnings `train` gave are in `WARNED["train"]`."""
     run_dir = tmp_path_factory.mktemp("tiny") / "run"
     config = TrainConfig(
         tasks=("classify_image", "parse_en"), train_steps=4, steps_per_epoch=2, batch_size=8
     )
-    train(run_dir, config, verbose=0)
+    with recorded_warnings() as WARNED["train"]:
+        train(run_dir, config, verbose=0)
     return run_dir
+
+
+WARNED = {}
+
+
+@contextlib.contextmanager
+def recorded_warnings():
+    """The Python warnings a user sees (Python's default filters hide deprecation,
+    import and resource warnings) and WARNING-or-worse log records (TensorFlow's
+    retracing warning is one) while in the context, as a list of strings."""
+    caught = []
+
+    class Handler(logging.Handler):
+        def emit(self, record):
+            caught.append(f"{record.name}: {record.getMessage()}")
+
+    handler = Handler(logging.WARNING)
+    loggers = [logging.getLogger(), logging.getLogger("tensorflow"), logging.getLogger("jax")]
+    for logger in loggers:
+        logger.addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as python_warnings:
+            warnings.simplefilter("always")
+            for hidden in (DeprecationWarning, PendingDeprecationWarning, ImportWarning,
+                           ResourceWarning):  # fmt: skip
+                warnings.filterwarnings("ignore", category=hidden)
+            yield caught
+    finally:
+        for logger in loggers:
+            logger.removeHandler(handler)
+    caught += [f"{w.category.__name__}: {w.message} ({w.filename}:{w.lineno})"
+               for w in python_warnings]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -276,11 +314,16 @@ def test_a_second_predict_reads_its_programs_from_the_compilation_cache(tiny_run
 
 
 def test_a_tiny_run_evaluates_predicts_and_exports(tiny_run, tmp_path, capsys):
-    """train -> evaluate -> predict -> export, in this process, on every backend."""
+    """train -> evaluate -> predict -> export, in this process, on every backend,
+    with no warning a user would read as a bug."""
     from PIL import Image
 
-    rows = evaluate(tiny_run, max_examples=4)
+    with recorded_warnings() as caught:
+        rows = evaluate(tiny_run, max_examples=4)
     out = capsys.readouterr().out
+    with recorded_warnings() as more:
+        evaluate(tiny_run, max_examples=70)  # more batches: the programs are reused
+    assert not WARNED["train"] + caught + more, WARNED["train"] + caught + more
     table = [line for line in out.splitlines() if line.startswith("| ")]
     assert table[0].startswith("| task | metric | model | trivial baseline | learned baseline")
     cells = {tuple(c.strip() for c in line.split("|")[1:6]) for line in table[1:]}
@@ -306,15 +349,19 @@ def test_a_tiny_run_evaluates_predicts_and_exports(tiny_run, tmp_path, capsys):
 
     images, _ = bundled.load_examples("classify_image", "test")
     Image.fromarray(images[0, ..., 0]).save(tmp_path / "shirt.png")
-    class_name = predict(tiny_run, "classify_image", str(tmp_path / "shirt.png"))
+    with recorded_warnings() as caught:
+        class_name = predict(tiny_run, "classify_image", str(tmp_path / "shirt.png"))
+        assert isinstance(predict(tiny_run, "parse_en", "The earth was formless ."), str)
+    assert not caught, caught
     assert class_name in classify_image.CLASSES
-    assert isinstance(predict(tiny_run, "parse_en", "The earth was formless ."), str)
 
     if keras.backend.backend() == "torch":
         with pytest.raises(InputError, match="written from the TensorFlow or JAX backend"):
             export(tiny_run, tmp_path / "saved_model", tasks=["classify_image"])
         return
-    export(tiny_run, tmp_path / "saved_model", tasks=["classify_image"])
+    with recorded_warnings() as caught:
+        export(tiny_run, tmp_path / "saved_model", tasks=["classify_image"])
+    assert not caught, caught
     import tensorflow as tf
 
     served = tf.saved_model.load(str(tmp_path / "saved_model"))
