@@ -31,6 +31,17 @@ def test_audio_mask_follows_lengths_and_padding_does_not_leak(rng):
     np.testing.assert_allclose(to_numpy(x)[1, :9], to_numpy(y)[1, :9], atol=1e-5)
 
 
+def test_audio_takes_int16_pcm_as_its_float_scaling(rng):
+    net = Audio(num_mel_bins=20).bind(hidden_size=8)
+    pcm = rng.integers(-32768, 32768, (2, 8000)).astype("int16")
+    lengths = np.array([8000, 5000])
+    x_pcm, _ = net.bottom({"waveform": pcm, "length": lengths})
+    x_float, _ = net.bottom({"waveform": pcm / np.float32(32768), "length": lengths})
+    np.testing.assert_allclose(to_numpy(x_pcm), to_numpy(x_float), atol=1e-5)
+    checked = net.check_inputs({"waveform": pcm, "length": lengths}, "speech")
+    np.testing.assert_allclose(to_numpy(checked["waveform"]), pcm / 32768, atol=1e-7)
+
+
 def test_text_embeds_with_padding_mask_and_scale():
     net = Text(vocab_size=10).bind(hidden_size=16)
     x, mask = net.bottom(np.array([[4, 2, 1, 0]]))

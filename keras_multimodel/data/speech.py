@@ -16,6 +16,7 @@ import wave
 import numpy as np
 
 from keras_multimodel.errors import DataError
+from keras_multimodel.modalities.audio import PCM_SCALE
 
 SAMPLE_RATE = 16000
 # espeak-ng's own English voices (no MBROLA) and some of its voice variants.
@@ -86,6 +87,31 @@ def resample(waveform, rate, new_rate):
         spectrum = np.concatenate([spectrum, np.zeros(bins - len(spectrum), spectrum.dtype)])
     out = np.fft.irfft(spectrum, n=new_length) * (new_length / len(waveform))
     return out.astype("float32")
+
+
+def to_pcm16(waveform):
+    """A waveform as int16 PCM (half the memory of float32); int16 input is returned as is.
+
+    >>> to_pcm16(np.array([0.0, 0.5, -1.0, 2.0], "float32")).tolist()
+    [0, 16384, -32767, 32767]
+    """
+    waveform = np.asarray(waveform)
+    if waveform.dtype == np.int16:
+        return waveform
+    return np.round(np.clip(waveform, -1.0, 1.0) * 32767).astype("int16")
+
+
+def to_float(waveform):
+    """A waveform as float32 in [-1, 1]: int16 PCM is scaled (as the `Audio` net
+    scales it), floats are cast.
+
+    >>> to_float(np.array([0, 16384, -32767], "int16")).round(3).tolist()
+    [0.0, 0.5, -1.0]
+    """
+    waveform = np.asarray(waveform)
+    if waveform.dtype == np.int16:
+        return waveform.astype("float32") / np.float32(PCM_SCALE)
+    return waveform.astype("float32", copy=False)
 
 
 def read_wav(source, sample_rate=SAMPLE_RATE):

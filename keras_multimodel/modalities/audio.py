@@ -17,13 +17,17 @@ from keras_multimodel.modalities.base import (
     spec_rank,
 )
 
+PCM_SCALE = 32768.0  # an int16 PCM sample s is the float sample s / 32768
+
 
 @register_modality
 class Audio(Modality):
-    """Audio modality net (input only): float waveforms with lengths.
+    """Audio modality net (input only): waveforms with lengths.
 
-    Inputs are `{"waveform": (batch, samples) float, "length": (batch,) int}` (or a
-    bare `(batch, samples)` array, every sample real). The bottom computes log-mel
+    Inputs are `{"waveform": (batch, samples), "length": (batch,) int}` (or a bare
+    `(batch, samples)` array, every sample real). Waveforms are float samples in
+    [-1, 1] or int16 PCM (scaled by 1 / 32768 in the net): a `tf.data` pipeline of
+    int16 holds half the memory of float32. The bottom computes log-mel
     features inside the model (`keras.layers.MelSpectrogram`, 25 ms windows every
     10 ms by default), then `num_conv_layers` strided convolutions, each halving
     time. Positions past each waveform's length are masked. In training only, the
@@ -145,7 +149,11 @@ class Audio(Modality):
 
     def bottom(self, inputs, training=None):
         waveform, length = inputs["waveform"], inputs["length"]
-        mel = self.features(ops.cast(waveform, "float32"))  # (B, mels, frames)
+        pcm = keras.backend.standardize_dtype(waveform.dtype) == "int16"
+        waveform = ops.cast(waveform, "float32")
+        if pcm:
+            waveform = waveform / PCM_SCALE
+        mel = self.features(waveform)  # (B, mels, frames)
         x = ops.log(ops.transpose(mel, (0, 2, 1)) + 1e-6)  # (B, frames, mels)
         frames = ops.cast(length, "int32") // self.frame_step + 1  # centred windows
         if training and (self.frequency_masks or self.time_masks):
@@ -181,11 +189,13 @@ class Audio(Modality):
         waveform, length = inputs["waveform"], inputs["length"]
         shape = tuple(getattr(waveform, "shape", np.shape(waveform)))
         dtype = keras.backend.standardize_dtype(getattr(waveform, "dtype", "object"))
-        if len(shape) != 2 or "float" not in dtype:
+        if len(shape) != 2 or not ("float" in dtype or dtype == "int16"):
             raise InputError(
-                f"Task {task_name!r} takes audio: float waveforms of shape (batch, samples) "
-                f"at {self.sample_rate} Hz; received {describe(waveform)}."
+                f"Task {task_name!r} takes audio: float (or int16 PCM) waveforms of shape "
+                f"(batch, samples) at {self.sample_rate} Hz; received {describe(waveform)}."
             )
+        if dtype == "int16":
+            waveform = np.asarray(waveform, "float32") / PCM_SCALE
         if shape[1] is not None and shape[1] > self.max_length:
             raise InputError(
                 f"Task {task_name!r}: waveforms of {shape[1]} samples exceed the configured "
@@ -215,14 +225,15 @@ class Audio(Modality):
         else:
             waveform = value
             length = tf.shape(waveform)[0]
-        waveform = tf.cast(waveform, "float32")
+        if waveform.dtype != tf.int16:  # int16 PCM stays so up to the net
+            waveform = tf.cast(waveform, "float32")
         tf.debugging.assert_rank(waveform, 1, message="audio waveforms must be 1-D per example")
         return {"waveform": waveform, "length": tf.reshape(tf.cast(length, "int32"), [])}
 
     def check_spec(self, spec, role, task_name):
         expected = (
-            f"a 1-D float waveform at {self.sample_rate} Hz, or a dict with keys 'waveform' "
-            "and 'length'"
+            f"a 1-D float (or int16 PCM) waveform at {self.sample_rate} Hz, or a dict with "
+            "keys 'waveform' and 'length'"
         )
         if isinstance(spec, dict):
             if set(spec) != {"waveform", "length"}:
@@ -236,10 +247,10 @@ class Audio(Modality):
                 )
             spec = spec["waveform"]
         dtype, rank = spec_dtype(spec), spec_rank(spec)
-        if "float" not in dtype:
+        if "float" not in dtype and dtype != "int16":
             fix = (
-                "Give float samples in [-1, 1]; convert integer PCM with "
-                "`tf.cast(samples, 'float32') / 32768` for 16-bit audio."
+                "Give float samples in [-1, 1] or int16 PCM; convert other integer PCM "
+                "to float, e.g. `tf.cast(samples, 'float32') / 2**31` for 32-bit audio."
             )
         elif rank == 2:
             fix = "The dataset looks batched (or stereo): give mono single examples."

@@ -66,8 +66,9 @@ def load_examples(task, split, data_size="small"):
     """One split of a bundled task as raw `(inputs, targets)`.
 
     Raw means: images as uint8 arrays `(N, H, W, C)`, labels as ints, text as
-    Python strings, speech as a list of float32 waveforms at 16 kHz. Use `load` for
-    a tokenized `tf.data.Dataset`.
+    Python strings, speech as a list of int16 PCM waveforms at 16 kHz
+    (`keras_multimodel.data.speech.to_float` scales one to float32 in [-1, 1]). Use
+    `load` for a tokenized `tf.data.Dataset`.
 
     >>> images, labels = load_examples("classify_image", "test")
     >>> images.shape, images.dtype.name, labels[:3].tolist()
@@ -121,7 +122,8 @@ def load(task, split, tokenizer=None, data_size="small", max_length=None):
     """One split of a bundled task as a `tf.data.Dataset` of `(inputs, targets)`.
 
     Text is tokenized with `tokenizer` (targets end with the end id); images stay
-    uint8; speech is `{"waveform", "length"}`. Text longer than `max_length` tokens
+    uint8; speech is `{"waveform", "length"}` with int16 PCM waveforms (the `Audio`
+    net scales them to [-1, 1]). Text longer than `max_length` tokens
     (default: the shared `Text` modality's limit) is an error, never truncated.
 
     Args:
@@ -141,12 +143,16 @@ def load(task, split, tokenizer=None, data_size="small", max_length=None):
     record = get(task)
     inputs, targets = record.load_examples(split, data_size)
     max_length = max_length or TEXT_MAX_LENGTH[data_size]
-    values = [
+    (input_slices, input_fn), (target_slices, target_fn) = (
         side.dataset_values(raw, role, tokenizer, max_length, f"{task} {split} {role}")
         for side, raw, role in ((record.inputs, inputs, "inputs"),
                                 (record.targets, targets, "targets"))
-    ]  # fmt: skip
-    return tf.data.Dataset.from_tensor_slices(tuple(values))
+    )  # fmt: skip
+    dataset = tf.data.Dataset.from_tensor_slices((input_slices, target_slices))
+    if input_fn is None and target_fn is None:
+        return dataset
+    input_fn, target_fn = (fn or (lambda value: value) for fn in (input_fn, target_fn))
+    return dataset.map(lambda x, y: (input_fn(x), target_fn(y)))
 
 
 __all__ = [

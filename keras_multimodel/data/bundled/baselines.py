@@ -13,6 +13,7 @@ import re
 import numpy as np
 
 from keras_multimodel import evaluation
+from keras_multimodel.data import speech
 
 WORD = re.compile(r"\w+")
 
@@ -124,7 +125,7 @@ def log_mel_means(waveforms, sample_rate=16000):
     matrix = tf.signal.linear_to_mel_weight_matrix(80, 257, sample_rate, 20.0, 7600.0)
     means = []
     for waveform in waveforms:
-        waveform = np.pad(np.asarray(waveform, "float32"), (0, max(0, 400 - len(waveform))))
+        waveform = np.pad(speech.to_float(waveform), (0, max(0, 400 - len(waveform))))
         power = tf.abs(tf.signal.stft(waveform, 400, 160, fft_length=512)) ** 2  # (T, 257)
         means.append(tf.reduce_mean(tf.math.log(power @ matrix + 1e-6), axis=0).numpy())
     return np.stack(means)

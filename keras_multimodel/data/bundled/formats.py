@@ -6,7 +6,7 @@ kind of data goes through it, so the command line never branches on a task:
 | format | raw example | modality | predict reads |
 |---|---|---|---|
 | `ImageFormat(shape, **aug)` | uint8 `(H, W, C)` | `Image(channels=C, **aug)` | an image file |
-| `AudioFormat(rate, seconds, **aug)` | float32 waveform | `Audio(rate, ..., **aug)` | a WAV file |
+| `AudioFormat(rate, seconds, **aug)` | int16 PCM wave | `Audio(rate, ..., **aug)` | a WAV file |
 | `TextFormat()` | a string | the shared `Text` | the text itself |
 | `LabelFormat(names)` | an int class id | `ClassLabel(len(names))` | - |
 
@@ -17,7 +17,7 @@ import pathlib
 
 import numpy as np
 
-from keras_multimodel.data.speech import read_wav
+from keras_multimodel.data import speech
 from keras_multimodel.errors import DataError
 from keras_multimodel.tokenization import pad_rows, texts_to_ids
 
@@ -28,7 +28,8 @@ class Format:
     """Base class: one side of a bundled task's examples.
 
     Subclasses implement what their side can do: `modality`, `dataset_values`
-    (raw examples -> arrays for `tf.data.Dataset.from_tensor_slices`), and for
+    (raw examples -> arrays for `tf.data.Dataset.from_tensor_slices`, and a function
+    to map its elements with, or None), and for
     inputs `model_inputs` (raw examples -> one model-ready batch) and `read` (a
     `predict` argument -> one raw example). `show` and `texts` have defaults.
     """
@@ -40,7 +41,8 @@ class Format:
         raise NotImplementedError
 
     def dataset_values(self, values, role, tokenizer, max_length, where):
-        """Raw examples -> what `tf.data.Dataset.from_tensor_slices` takes.
+        """Raw examples -> `(slices, fn)`: what `tf.data.Dataset.from_tensor_slices`
+        takes, and a function to map each slice to an example, or None.
 
         `role` is "inputs" or "targets"; `where` names the task, split and role in
         errors.
@@ -54,6 +56,7 @@ class Format:
     def model_targets(self, values, net, tokenizer):
         """Raw targets -> one batch of target ids for `MultiModel.score`."""
         raise DataError(f"{type(self).__name__} cannot be a task's target")
+
 
     def read(self, value):
         """One raw example from a `predict --input` value (a path or text)."""
@@ -87,7 +90,7 @@ class ImageFormat(Format):
         return Image(channels=self.shape[-1], image_size=self.shape[:2], **self.augmentation)
 
     def dataset_values(self, values, role, tokenizer, max_length, where):
-        return np.asarray(values, "uint8")
+        return np.asarray(values, "uint8"), None
 
     def model_inputs(self, values, net, tokenizer):
         return np.stack([np.asarray(value, "uint8") for value in values])
@@ -103,8 +106,10 @@ class ImageFormat(Format):
 
 
 class AudioFormat(Format):
-    """Mono float32 waveforms at `sample_rate`, at most `max_seconds` long;
-    `augmentation`: the `Audio` modality's SpecAugment settings (`time_masks`, ...)."""
+    """Mono int16 PCM waveforms at `sample_rate`, at most `max_seconds` long (float32
+    ones in [-1, 1] are taken too); `augmentation`: the `Audio` modality's SpecAugment
+    settings (`time_masks`, ...). Datasets hold int16 PCM, at half the memory of
+    float32, up to the `Audio` net, which scales it."""
 
     def __init__(self, sample_rate, max_seconds, **augmentation):
         self.sample_rate = sample_rate
@@ -123,9 +128,17 @@ class AudioFormat(Format):
     def dataset_values(self, values, role, tokenizer, max_length, where):
         import tensorflow as tf
 
+        # One int16 tensor, sliced per example: a ragged tensor's slices would hold
+        # a second copy of every waveform.
         lengths = np.array([len(w) for w in values], "int32")
-        waveforms = tf.RaggedTensor.from_row_lengths(np.concatenate(values), lengths)
-        return {"waveform": waveforms, "length": lengths}
+        pcm = tf.constant(np.concatenate([speech.to_pcm16(w) for w in values]))
+        starts = np.concatenate([[0], np.cumsum(lengths[:-1], dtype="int64")])
+
+        def example(value):
+            start, length = value["start"], value["length"]
+            return {"waveform": pcm[start : start + tf.cast(length, "int64")], "length": length}
+
+        return {"start": starts, "length": lengths}, example
 
     def model_inputs(self, values, net, tokenizer):
         longest = max(len(w) for w in values)
@@ -134,11 +147,11 @@ class AudioFormat(Format):
                 f"audio of {longest / net.sample_rate:.1f} s is longer than the model's "
                 f"{net.max_length / net.sample_rate:.1f} s; split it into shorter pieces"
             )
-        waveform = pad_rows(values, net.max_length, "float32")
+        waveform = pad_rows([speech.to_float(w) for w in values], net.max_length, "float32")
         return {"waveform": waveform, "length": np.array([len(w) for w in values], "int32")}
 
     def read(self, value):
-        return read_wav(value, self.sample_rate)
+        return speech.read_wav(value, self.sample_rate)
 
     def show(self, value):
         return f"<{len(value) / self.sample_rate:.1f} s of audio>"
@@ -166,7 +179,7 @@ class TextFormat(Format):
                 f"{where} of {longest} tokens exceed max_length={max_length}; raise "
                 "max_length or use a larger vocabulary"
             )
-        return tf.ragged.constant(rows, dtype="int32", ragged_rank=1)
+        return tf.ragged.constant(rows, dtype="int32", ragged_rank=1), None
 
     def model_inputs(self, values, net, tokenizer):
         return _padded_ids(values, net, tokenizer, add_end=False, what="the text")
@@ -193,7 +206,7 @@ class LabelFormat(Format):
         return ClassLabel(len(self.names))
 
     def dataset_values(self, values, role, tokenizer, max_length, where):
-        return np.asarray(values, "int32")
+        return np.asarray(values, "int32"), None
 
     def model_targets(self, values, net, tokenizer):
         return np.asarray(values, "int32")

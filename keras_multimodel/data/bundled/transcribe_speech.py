@@ -55,9 +55,9 @@ def sentences(split, data_size):
     return tuple(texts[:count])
 
 
-@functools.cache
 def synthetic(split, data_size):
-    """Synthesised utterances of one split (cached on disk) and their transcripts."""
+    """Synthesised utterances of one split (cached on disk, read anew each call, so
+    no copy outlives its datasets) and their transcripts."""
     texts = sentences(split, data_size)
     seed = 1000 * sources.SPLITS.index(split) + sources.DATA_SIZES.index(data_size)
     settings = speech.voice_settings(len(texts), seed)
@@ -72,13 +72,13 @@ def synthetic(split, data_size):
                     lambda a: speech.synthesize(a[0], *a[1]), zip(texts, settings, strict=True)
                 )
             )
-        pcm = [np.round(np.clip(w, -1, 1) * 32767).astype("int16") for w in waves]
+        pcm = [speech.to_pcm16(w) for w in waves]
         tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
         np.savez(tmp, pcm=np.concatenate(pcm), lengths=np.array([len(p) for p in pcm]))
         tmp.replace(path)  # atomic: a killed synthesis leaves no half-written cache
     with np.load(path) as data:
         pcm, lengths = data["pcm"], data["lengths"]
-    waves = [w.astype("float32") / 32767 for w in np.split(pcm, np.cumsum(lengths)[:-1])]
+    waves = np.split(pcm, np.cumsum(lengths)[:-1])  # int16 views of one array
     limit = int(MAX_SECONDS * speech.SAMPLE_RATE)
     keep = [i for i, w in enumerate(waves) if len(w) <= limit]  # rule: at most 6 s of speech
     return [waves[i] for i in keep], [texts[i] for i in keep]
@@ -98,7 +98,8 @@ def real_recordings():
             match = re.match(r"<s>(.*)</s>\s*\((\S+)\)", line.strip())
             if match:
                 texts.append(sources.transcript(match.group(1)))
-                waves.append(speech.read_wav(POCKETSPHINX / folder / f"{match.group(2)}.wav"))
+                wav = speech.read_wav(POCKETSPHINX / folder / f"{match.group(2)}.wav")
+                waves.append(speech.to_pcm16(wav))
     return waves, texts
 
 
