@@ -32,7 +32,7 @@ flags.DEFINE_integer("steps", 15, "Timed steps per bucket.")
 flags.DEFINE_string("profile_dir", None, "JAX: write a trace of 5 steps here and summarise it.")
 flags.DEFINE_enum("bucketing", "fitted", ["fitted", "doubling"], "mixture's bucket lengths.")
 flags.DEFINE_enum("tokenizer", "bpe", ["bpe", "unigram"], "The shared vocabulary's model.")
-# (the choices of keras_multimodel.data.tokenizer.MODEL_TYPES; flags are defined before
+# (the choices of keras_multimodel.data.vocabulary.MODEL_TYPES; flags are defined before
 # the package is imported, so that its backend follows KERAS_BACKEND)
 flags.DEFINE_integer("batch_size", None, "Examples per step (default: train's).")
 flags.DEFINE_list("body", [], "Body settings over the preset's, e.g. hidden_size=128.")

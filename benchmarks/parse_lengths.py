@@ -18,7 +18,7 @@ flags.DEFINE_enum("sampler", None, ["greedy", "beam"], "Decoding (default: the t
 
 def main(argv):
     del argv
-    from keras_multimodel import evaluation
+    from keras_multimodel import metrics
     from keras_multimodel.cli.evaluate import predict_batched
     from keras_multimodel.cli.run_dir import load_run
     from keras_multimodel.data import bundled
@@ -27,11 +27,11 @@ def main(argv):
     record = bundled.get("parse_en")
     inputs, references = record.load_examples("test", settings.get("data_size", "small"))
     outputs = predict_batched(model, record, inputs, sampler=FLAGS.sampler)  # text
-    pairs = evaluation.parse_pairs
+    pairs = metrics.parse_pairs
     examples = zip(references, outputs, strict=True)
     right = [(r, o) for r, o in examples if len(pairs(r)) == len(pairs(o))]
-    las_all = evaluation.attachment_scores(references, outputs)[1]
-    las_right = evaluation.attachment_scores([r for r, _ in right], [o for _, o in right])[1]
+    las_all = metrics.attachment_scores(references, outputs)[1]
+    las_right = metrics.attachment_scores([r for r, _ in right], [o for _, o in right])[1]
     print(
         f"{len(references) - len(right)} of {len(references)} parses have the wrong number of "
         f"pairs; LAS {las_all:.3f} over all, {las_right:.3f} over the {len(right)} of the "

@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_multimodel import evaluation
+from keras_multimodel import metrics
 from keras_multimodel.cli import main
 from keras_multimodel.cli.config import TrainConfig
 from keras_multimodel.cli.evaluate import evaluate
@@ -658,7 +658,7 @@ def toy_tasks():
             inputs=bundled.TextFormat(),
             targets=bundled.TextFormat(),
             examples=_reverse_words,
-            metrics=(bundled.Metric("exact match", evaluation.exact_match),),
+            metrics=(bundled.Metric("exact match", metrics.exact_match),),
             baselines=(bundled.Baseline("copy the input", lambda x, y: lambda xs: list(xs)),),
         ),
         bundled.BundledTask(
@@ -667,7 +667,7 @@ def toy_tasks():
             inputs=bundled.ImageFormat((16, 16, 1)),
             targets=bundled.LabelFormat(QUADRANTS),
             examples=_bright_quadrant,
-            metrics=(bundled.Metric("accuracy", evaluation.accuracy),),
+            metrics=(bundled.Metric("accuracy", metrics.accuracy),),
         ),
     ]
     for record in records:

@@ -7,7 +7,7 @@ import math
 
 from keras_multimodel.data import bundled
 from keras_multimodel.data.mixture import BUCKETINGS, MIXINGS
-from keras_multimodel.data.tokenizer import MODEL_TYPES
+from keras_multimodel.data.vocabulary import MODEL_TYPES
 from keras_multimodel.errors import InputError
 
 # Peak learning rate x sqrt(hidden size), the Transformer's width rule (5e-3 for

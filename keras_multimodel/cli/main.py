@@ -16,7 +16,7 @@ from keras_multimodel.cli.config import DISTRIBUTIONS, DemoConfig, TrainConfig
 from keras_multimodel.cli.experiment import EXPERIMENT_NAMES, ExperimentConfig
 from keras_multimodel.data.bundled import DATA_SIZES
 from keras_multimodel.data.mixture import MIXINGS
-from keras_multimodel.data.tokenizer import MODEL_TYPES
+from keras_multimodel.data.vocabulary import MODEL_TYPES
 from keras_multimodel.errors import InputError
 
 COMMANDS = {

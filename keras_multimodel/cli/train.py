@@ -32,7 +32,7 @@ from keras_multimodel.cli.run_dir import (
 from keras_multimodel.cli.run_lock import run_lock
 from keras_multimodel.cli.scale import describe, distribution_scope
 from keras_multimodel.data import AdaptiveRates, bundled, examples_per_step, mixture
-from keras_multimodel.data.tokenizer import train_tokenizer
+from keras_multimodel.data.vocabulary import train_tokenizer
 from keras_multimodel.errors import DataError
 
 

@@ -20,7 +20,7 @@ from keras_multimodel.data.mixture import (
     mixture,
 )
 from keras_multimodel.data.speech import read_wav
-from keras_multimodel.data.tokenizer import train_tokenizer
+from keras_multimodel.data.vocabulary import train_tokenizer
 from keras_multimodel.errors import DataError
 from keras_multimodel.tokenization import ids_to_texts, texts_to_ids
 

@@ -12,7 +12,7 @@ import re
 
 import numpy as np
 
-from keras_multimodel import evaluation
+from keras_multimodel import metrics
 from keras_multimodel.data import speech
 
 WORD = re.compile(r"\w+")
@@ -55,7 +55,7 @@ def majority_parser(train_sentences, train_parses):
     >>> majority_parser(None, ["det +1 root 0", "det +1 nsubj +1 root 0"])(["a b c"])
     ['det +1 det +1 det +1']
     """
-    counts = collections.Counter(pair for p in train_parses for pair in evaluation.parse_pairs(p))
+    counts = collections.Counter(pair for p in train_parses for pair in metrics.parse_pairs(p))
     label, offset = counts.most_common(1)[0][0]
     return lambda sentences: [" ".join(f"{label} {offset}" for _ in s.split()) for s in sentences]
 
@@ -190,7 +190,7 @@ def lexicalised_parser(train_sentences, train_parses):
     """
     by_word, overall = collections.defaultdict(collections.Counter), collections.Counter()
     for sentence, parse in zip(train_sentences, train_parses, strict=True):
-        for word, pair in zip(sentence.split(), evaluation.parse_pairs(parse), strict=True):
+        for word, pair in zip(sentence.split(), metrics.parse_pairs(parse), strict=True):
             by_word[word][pair] += 1
             by_word[word.lower()][pair] += 1
             overall[pair] += 1

@@ -8,7 +8,7 @@ matches are rare: BLEU is smoothed.
 
 import functools
 
-from keras_multimodel import evaluation
+from keras_multimodel import metrics
 from keras_multimodel.data.bundled import baselines, sources
 from keras_multimodel.data.bundled.formats import ImageFormat, TextFormat
 from keras_multimodel.data.bundled.record import Baseline, BundledTask, Metric, register
@@ -28,8 +28,8 @@ RECORD = register(
         targets=TextFormat(),
         examples=examples,
         metrics=(
-            Metric("BLEU (smoothed)", functools.partial(evaluation.bleu, smooth=True)),
-            Metric("looping outputs (share)", evaluation.looping_share, higher_is_better=False),
+            Metric("BLEU (smoothed)", functools.partial(metrics.bleu, smooth=True)),
+            Metric("looping outputs (share)", metrics.looping_share, higher_is_better=False),
         ),
         baselines=(
             Baseline("empty output", baselines.empty_output),

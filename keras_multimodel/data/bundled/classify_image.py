@@ -11,7 +11,7 @@ import pathlib
 
 import numpy as np
 
-from keras_multimodel import evaluation
+from keras_multimodel import metrics
 from keras_multimodel.data.bundled import baselines, sources
 from keras_multimodel.data.bundled.formats import ImageFormat, LabelFormat
 from keras_multimodel.data.bundled.record import Baseline, BundledTask, Metric, register
@@ -60,7 +60,7 @@ RECORD = register(
         inputs=ImageFormat((28, 28, 1)),
         targets=LabelFormat(CLASSES),
         examples=examples,
-        metrics=(Metric("accuracy", evaluation.accuracy),),
+        metrics=(Metric("accuracy", metrics.accuracy),),
         baselines=(
             Baseline("majority class", baselines.majority_class),
             Baseline("nearest class centroid", baselines.nearest_centroid, learned=True),

@@ -6,7 +6,7 @@ root 0 acomp -1 punct -2". "small": sentences of at most 12 tokens (10.1k traini
 318 validation, 336 test); "full": up to 20.
 """
 
-from keras_multimodel import evaluation
+from keras_multimodel import metrics
 from keras_multimodel.data.bundled import baselines, sources
 from keras_multimodel.data.bundled.formats import TextFormat
 from keras_multimodel.data.bundled.record import Baseline, BundledTask, Metric, register
@@ -25,9 +25,9 @@ RECORD = register(
         targets=TextFormat(),
         examples=examples,
         metrics=(
-            Metric("LAS", lambda refs, outs: evaluation.attachment_scores(refs, outs)[1]),
-            Metric("UAS", lambda refs, outs: evaluation.attachment_scores(refs, outs)[0]),
-            Metric("exact match", evaluation.exact_match),
+            Metric("LAS", lambda refs, outs: metrics.attachment_scores(refs, outs)[1]),
+            Metric("UAS", lambda refs, outs: metrics.attachment_scores(refs, outs)[0]),
+            Metric("exact match", metrics.exact_match),
         ),
         baselines=(
             Baseline("majority label+head", baselines.majority_parser),

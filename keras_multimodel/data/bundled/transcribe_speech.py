@@ -21,7 +21,7 @@ from concurrent import futures
 
 import numpy as np
 
-from keras_multimodel import evaluation
+from keras_multimodel import metrics
 from keras_multimodel.data import speech
 from keras_multimodel.data.bundled import baselines, sources
 from keras_multimodel.data.bundled.formats import AudioFormat, TextFormat
@@ -115,8 +115,8 @@ RECORD = register(
         targets=TextFormat(),
         examples=examples,
         metrics=(
-            Metric("WER (lower is better)", evaluation.word_error_rate, higher_is_better=False),
-            Metric("looping outputs (share)", evaluation.looping_share, higher_is_better=False),
+            Metric("WER (lower is better)", metrics.word_error_rate, higher_is_better=False),
+            Metric("looping outputs (share)", metrics.looping_share, higher_is_better=False),
         ),
         baselines=(
             Baseline("empty output", baselines.empty_output),

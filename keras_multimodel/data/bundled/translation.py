@@ -5,7 +5,7 @@ Debian's SWORD modules. "small": pairs of at most 16 English and 20 Spanish word
 (7.8k training, 170 validation, 170 test); "full": up to 60 and 70 words.
 """
 
-from keras_multimodel import evaluation
+from keras_multimodel import metrics
 from keras_multimodel.data.bundled import baselines, sources
 from keras_multimodel.data.bundled.formats import TextFormat
 from keras_multimodel.data.bundled.record import Baseline, BundledTask, Metric, register
@@ -28,8 +28,8 @@ def _record(name, description, source, target):
             targets=TextFormat(),
             examples=_examples(source, target),
             metrics=(
-                Metric("BLEU", evaluation.bleu),
-                Metric("looping outputs (share)", evaluation.looping_share, higher_is_better=False),
+                Metric("BLEU", metrics.bleu),
+                Metric("looping outputs (share)", metrics.looping_share, higher_is_better=False),
             ),
             baselines=(
                 Baseline("copy the input", baselines.copy_the_input),

@@ -1,7 +1,7 @@
 """Per-token decoding latency of `MultiModel.generate`: cached against recomputation.
 
-    KERAS_BACKEND=jax python benchmarks/decode.py
-    KERAS_BACKEND=tensorflow python benchmarks/decode.py
+    KERAS_BACKEND=jax python benchmarks/decode_cache.py
+    KERAS_BACKEND=tensorflow python benchmarks/decode_cache.py
 
 A text-to-text MultiModel (`--preset`, 8000-token vocabulary) decodes a batch of
 `--batch_size` 32-token inputs greedily to exactly L tokens (no early stop) for

@@ -1,7 +1,7 @@
 """Greedy decoding against beam search, per sequence task of a trained run.
 
-    python benchmarks/decoding.py --model_dir runs/main                  # validation split
-    python benchmarks/decoding.py --model_dir runs/main --split test
+    python benchmarks/greedy_vs_beam.py --model_dir runs/main                  # validation split
+    python benchmarks/greedy_vs_beam.py --model_dir runs/main --split test
 
 Decodes each sequence task of the run both ways (beam search: keras-hub's
 `BeamSampler`, 4 beams, no length penalty) and prints the task's metrics for
