@@ -28,18 +28,22 @@ setuptools.setup(
     python_requires=">=3.10",
     packages=setuptools.find_packages(include=["keras_multimodel", "keras_multimodel.*"]),
     package_data={"keras_multimodel.data": ["files/*"]},
+    # Lower bounds: the oldest releases scripts/test_versions.sh passes the default
+    # tier at (keras-hub 0.32 needs keras 3.15 and TensorFlow Text 2.21; keras-hub
+    # 0.21-0.24 lose the SentencePiece tokenizer's TensorFlow resource).
     install_requires=[
-        "keras>=3.10,<4",
-        "tensorflow>=2.18",
-        "tensorflow-text>=2.18",
-        "keras-nlp>=0.20",
+        "keras>=3.15,<4",
+        "tensorflow>=2.21",
+        "tensorflow-text>=2.21",
+        "keras-hub>=0.32",
+        "sentencepiece",
         "absl-py>=2.0",
         "tensorboard",
         "pillow",
         "numpy",
     ],
     extras_require={
-        "jax": ["jax>=0.4.30", "jaxlib>=0.4.30"],
+        "jax": ["jax>=0.7.2", "jaxlib>=0.7.2"],
         # The notebooks in examples/ and keras_multimodel.plotting.
         "notebooks": ["matplotlib>=3.7", "ipykernel>=6"],
         # tensorflow-datasets: the TFDS loaders' tests run on the real builders'
