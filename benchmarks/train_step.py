@@ -31,6 +31,7 @@ flags.DEFINE_integer("warmup", 3, "Untimed steps after compilation.")
 flags.DEFINE_integer("matmul_size", 1024, "Side of the square matmul that measures GFLOP/s.")
 flags.DEFINE_string("worker", None, "Internal: run one preset on this process's backend.")
 flags.DEFINE_bool("count_flops", False, "Internal: print the FLOPs of one step (JAX).")
+flags.DEFINE_string("dtype_policy", "float32", "Keras dtype policy, e.g. mixed_bfloat16.")
 
 TEXT_LENGTH = 32
 
@@ -45,6 +46,7 @@ def _model_and_batch(preset, batch_size):
     model = kmm.MultiModel(
         [kmm.Task("classify", Image(channels=1), ClassLabel(10)), kmm.Task("copy", text, text)],
         preset=preset,
+        dtype=FLAGS.dtype_policy,
     )
     rng = np.random.default_rng(0)
     half = batch_size // 2
@@ -144,6 +146,7 @@ def _run(backend, args):
         f"--steps={FLAGS.steps}",
         f"--warmup={FLAGS.warmup}",
         f"--matmul_size={FLAGS.matmul_size}",
+        f"--dtype_policy={FLAGS.dtype_policy}",
     ]
     out = subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
@@ -158,7 +161,7 @@ def main(argv):
         return
     print(
         f"batch_size={FLAGS.batch_size} steps={FLAGS.steps} (median), text length "
-        f"{TEXT_LENGTH}, image 28x28"
+        f"{TEXT_LENGTH}, image 28x28, dtype policy {FLAGS.dtype_policy}"
     )
     rows = []
     for preset in FLAGS.presets:
