@@ -243,6 +243,41 @@ def test_aux_loss_counted_exactly_once_per_call_in_fit(rng, jit_compile):
     )
 
 
+class SharedMoE(keras.Model):
+    """One MoE called twice, its terms collected explicitly (`return_terms=True`)."""
+
+    def __init__(self):
+        super().__init__()
+        self.moe = MoELayer(4, 16, noisy_gating=False, loss_coef=1.0, name="shared")
+        self.dense = keras.layers.Dense(1)
+
+    def call(self, x, training=None):
+        x, first = self.moe(x, training=training, return_terms=True)
+        x, second = self.moe(x, training=training, return_terms=True)
+        return {"y": self.dense(x), "aux": first["loss"] + second["loss"]}
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        return ops.mean(ops.square(y_pred["y"] - y)) + y_pred["aux"]
+
+
+def test_returned_terms_count_every_call_of_a_shared_moe_in_fit(rng):
+    """The path `add_loss` miscounts on JAX (above) counts both calls on every backend."""
+    model = SharedMoE()
+    x = rng.normal(size=(16, 6, 8)).astype("float32")
+    y = rng.normal(size=(16, 6, 1)).astype("float32")
+    model(x)
+    randomize_gates(model.moe, rng, scale=2.0)
+    outputs = model(x, training=True)
+    expected = float(np.mean((to_numpy(outputs["y"]) - y) ** 2) + to_numpy(outputs["aux"]))
+    assert float(to_numpy(outputs["aux"])) > 0.01
+    model.compile(optimizer=keras.optimizers.SGD(0.0))
+    history = model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
+    np.testing.assert_allclose(history.history["loss"], [expected], rtol=1e-4)
+    # Symbolic calls (functional models) return the pair too.
+    symbolic, terms = model.moe(keras.Input((6, 8)), return_terms=True)
+    assert tuple(symbolic.shape) == (None, 6, 8) and sorted(terms) == ["dropped_fraction", "loss"]
+
+
 def test_gradients_reach_the_gate_and_noise_weights(rng):
     moe = MoELayer(4, 16, top_k=2, name="moe")
     inputs = keras.Input((6, 8))

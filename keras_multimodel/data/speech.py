@@ -93,19 +93,19 @@ def to_pcm16(waveform):
     """A waveform as int16 PCM (half the memory of float32); int16 input is returned as is.
 
     >>> to_pcm16(np.array([0.0, 0.5, -1.0, 2.0], "float32")).tolist()
-    [0, 16384, -32767, 32767]
+    [0, 16384, -32768, 32767]
     """
     waveform = np.asarray(waveform)
     if waveform.dtype == np.int16:
         return waveform
-    return np.round(np.clip(waveform, -1.0, 1.0) * 32767).astype("int16")
+    return np.clip(np.round(waveform * PCM_SCALE), -32768, 32767).astype("int16")
 
 
 def to_float(waveform):
     """A waveform as float32 in [-1, 1]: int16 PCM is scaled (as the `Audio` net
     scales it), floats are cast.
 
-    >>> to_float(np.array([0, 16384, -32767], "int16")).round(3).tolist()
+    >>> to_float(np.array([0, 16384, -32768], "int16")).tolist()
     [0.0, 0.5, -1.0]
     """
     waveform = np.asarray(waveform)

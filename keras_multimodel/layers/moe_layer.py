@@ -8,6 +8,8 @@ from keras import ops
 from keras_multimodel.errors import InputError
 from keras_multimodel.layers import layer_utils, moe_routing
 
+TERMS = ("loss", "dropped_fraction")  # what `call(..., return_terms=True)` returns
+
 
 @keras.saving.register_keras_serializable(package="keras_multimodel")
 class MoELayer(keras.layers.Layer):
@@ -49,11 +51,12 @@ class MoELayer(keras.layers.Layer):
     `loss_coef * (cv²(importance) + cv²(load))` is added with `add_loss` once per call,
     or, with `return_terms=True`, returned beside the output for the caller to add
     (how `MultiModel` collects it: explicit, and the same on every backend and
-    under `tf.distribute`). On JAX, Keras's `fit` keeps only the last `add_loss` of
-    a layer called more than once in one forward pass (each call of a layer is the
-    outermost under `stateless_call` and clears the layer's earlier losses), so a
-    model that shares one `MoELayer` between several calls should collect the
-    terms with `return_terms=True`.
+    under `tf.distribute`). Collect the terms with `return_terms=True` (and add them
+    in `compute_loss`) in two cases where Keras's `add_loss` miscounts: on JAX,
+    `fit` keeps only the last `add_loss` of a layer called more than once in one
+    forward pass (each call is the outermost under `stateless_call` and clears the
+    layer's earlier losses); under a `tf.distribute` strategy the replicas share
+    the layer's list of losses while they trace the step in turns.
     Gate and noise weights start at zero and the router runs in float32 under
     mixed precision.
 
@@ -470,6 +473,13 @@ class MoELayer(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
+
+    def compute_output_spec(self, x, mask=None, training=None, return_terms=False):
+        outputs = keras.KerasTensor(x.shape, dtype=self.compute_dtype)
+        if not return_terms:
+            return outputs
+        terms = {name: keras.KerasTensor((), dtype="float32") for name in TERMS}
+        return outputs, terms
 
     def get_config(self):
         config = super().get_config()

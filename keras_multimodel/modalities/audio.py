@@ -183,7 +183,7 @@ class Audio(Modality):
             }
         if set(inputs) != {"waveform", "length"}:
             raise InputError(
-                f"Task {task_name!r} takes audio: a (batch, samples) float waveform array, "
+                f"Task {task_name!r} takes audio: a (batch, samples) float or int16 array, "
                 f"or a dict with keys 'waveform' and 'length'; received keys {sorted(inputs)}."
             )
         waveform, length = inputs["waveform"], inputs["length"]

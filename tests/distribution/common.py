@@ -105,9 +105,9 @@ def one_more_step_without_noise(model, batch):
 
 def logits_and_optimizer_state(model, batch):
     """`{"logits/<group>": ..., "optimizer/<index>": ...}` of `model` on `batch` (numpy)."""
+    outputs = model(batch)
     results = {
-        f"logits/{group}": keras.ops.convert_to_numpy(logits)
-        for group, logits in model(batch).items()
+        f"logits/{group}": keras.ops.convert_to_numpy(outputs[group]) for group in model.groups
     }
     for index, variable in enumerate(model.optimizer.variables):
         results[f"optimizer/{index}"] = keras.ops.convert_to_numpy(variable)

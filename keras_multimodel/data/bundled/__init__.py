@@ -66,15 +66,17 @@ def load_examples(task, split, data_size="small"):
     """One split of a bundled task as raw `(inputs, targets)`.
 
     Raw means: images as uint8 arrays `(N, H, W, C)`, labels as ints, text as
-    Python strings, speech as a list of int16 PCM waveforms at 16 kHz
-    (`keras_multimodel.data.speech.to_float` scales one to float32 in [-1, 1]). Use
-    `load` for a tokenized `tf.data.Dataset`.
+    Python strings, speech as a list of float32 waveforms in [-1, 1] at 16 kHz (the
+    task record's own `load_examples` keeps them as stored, int16 PCM at half the
+    memory). Use `load` for a tokenized `tf.data.Dataset`.
 
     >>> images, labels = load_examples("classify_image", "test")
     >>> images.shape, images.dtype.name, labels[:3].tolist()
     ((1000, 28, 28, 1), 'uint8', [1, 5, 7])
     """
-    return get(task).load_examples(split, data_size)
+    record = get(task)
+    inputs, targets = record.load_examples(split, data_size)
+    return record.inputs.as_raw(inputs), record.targets.as_raw(targets)
 
 
 def training_texts(tasks=PAPER_TASKS, data_size="small"):

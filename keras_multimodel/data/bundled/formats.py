@@ -6,7 +6,7 @@ kind of data goes through it, so the command line never branches on a task:
 | format | raw example | modality | predict reads |
 |---|---|---|---|
 | `ImageFormat(shape, **aug)` | uint8 `(H, W, C)` | `Image(channels=C, **aug)` | an image file |
-| `AudioFormat(rate, seconds, **aug)` | int16 PCM wave | `Audio(rate, ..., **aug)` | a WAV file |
+| `AudioFormat(rate, seconds, **aug)` | int16 PCM (kept) | `Audio(rate, ..., **aug)` | a WAV file |
 | `TextFormat()` | a string | the shared `Text` | the text itself |
 | `LabelFormat(names)` | an int class id | `ClassLabel(len(names))` | - |
 
@@ -48,6 +48,10 @@ class Format:
         errors.
         """
         raise NotImplementedError
+
+    def as_raw(self, values):
+        """Stored examples as `bundled.load_examples` gives them (the same, but audio)."""
+        return values
 
     def model_inputs(self, values, net, tokenizer):
         """Raw examples -> one batch for `MultiModel.generate`, padded to fixed shapes."""
@@ -115,6 +119,9 @@ class AudioFormat(Format):
         self.sample_rate = sample_rate
         self.max_seconds = max_seconds
         self.augmentation = augmentation
+
+    def as_raw(self, values):
+        return [speech.to_float(w) for w in values]
 
     def modality(self, text):
         from keras_multimodel.modalities import Audio
