@@ -9,6 +9,7 @@ first steps, so a short run shows what the full one does.
 """
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -38,9 +39,11 @@ def peak_of_train(backend, steps):
     )
     stderr = child.stderr.read()
     _, status, usage = os.wait4(child.pid, 0)  # this child's own peak, in KiB
+    seconds = time.time() - start
+    shutil.rmtree(output_dir, ignore_errors=True)
     if os.waitstatus_to_exitcode(status):
         raise SystemExit(f"train failed on {backend}:\n{stderr[-3000:]}")
-    return usage.ru_maxrss / 2**20, time.time() - start
+    return usage.ru_maxrss / 2**20, seconds
 
 
 def main(argv):

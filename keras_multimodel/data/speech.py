@@ -17,6 +17,7 @@ import numpy as np
 
 from keras_multimodel.errors import DataError
 from keras_multimodel.modalities.audio import PCM_SCALE
+from keras_multimodel.modalities.audio import to_float as to_float  # one home, re-exported
 
 SAMPLE_RATE = 16000
 # espeak-ng's own English voices (no MBROLA) and some of its voice variants.
@@ -99,19 +100,6 @@ def to_pcm16(waveform):
     if waveform.dtype == np.int16:
         return waveform
     return np.clip(np.round(waveform * PCM_SCALE), -32768, 32767).astype("int16")
-
-
-def to_float(waveform):
-    """A waveform as float32 in [-1, 1]: int16 PCM is scaled (as the `Audio` net
-    scales it), floats are cast.
-
-    >>> to_float(np.array([0, 16384, -32768], "int16")).tolist()
-    [0.0, 0.5, -1.0]
-    """
-    waveform = np.asarray(waveform)
-    if waveform.dtype == np.int16:
-        return waveform.astype("float32") / np.float32(PCM_SCALE)
-    return waveform.astype("float32", copy=False)
 
 
 def read_wav(source, sample_rate=SAMPLE_RATE):

@@ -20,6 +20,19 @@ from keras_multimodel.modalities.base import (
 PCM_SCALE = 32768.0  # an int16 PCM sample s is the float sample s / 32768
 
 
+def to_float(waveform):
+    """A waveform (numpy) as float32 in [-1, 1]: int16 PCM is scaled as the `Audio`
+    net scales it, floats are cast.
+
+    >>> to_float(np.array([0, 16384, -32768], "int16")).tolist()
+    [0.0, 0.5, -1.0]
+    """
+    waveform = np.asarray(waveform)
+    if waveform.dtype == np.int16:
+        return waveform.astype("float32") / np.float32(PCM_SCALE)
+    return waveform.astype("float32", copy=False)
+
+
 @register_modality
 class Audio(Modality):
     """Audio modality net (input only): waveforms with lengths.
@@ -195,7 +208,7 @@ class Audio(Modality):
                 f"(batch, samples) at {self.sample_rate} Hz; received {describe(waveform)}."
             )
         if dtype == "int16":
-            waveform = np.asarray(waveform, "float32") / PCM_SCALE
+            waveform = to_float(waveform)
         if shape[1] is not None and shape[1] > self.max_length:
             raise InputError(
                 f"Task {task_name!r}: waveforms of {shape[1]} samples exceed the configured "
