@@ -36,6 +36,8 @@ flags.DEFINE_enum("tokenizer", "bpe", ["bpe", "unigram"], "The shared vocabulary
 # the package is imported, so that its backend follows KERAS_BACKEND)
 flags.DEFINE_integer("batch_size", None, "Examples per step (default: train's).")
 flags.DEFINE_list("body", [], "Body settings over the preset's, e.g. hidden_size=128.")
+flags.DEFINE_enum("jit_compile", "auto", ["auto", "true", "false"],
+                  "Model.compile's jit_compile (Keras's auto: no XLA for TensorFlow on a CPU).")
 
 
 def _top_kernels(profile_dir, steps, count=12):
@@ -83,7 +85,9 @@ def main(argv):
         length = int(batch["text_to_text"]["targets"].shape[1])
         batches.setdefault(length, tf.nest.map_structure(lambda t: t.numpy(), batch))
         counts[length] += 1
-    model.compile(optimizer=keras.optimizers.Adam(1e-3, global_clipnorm=1.0))
+    jit_compile = {"auto": "auto", "true": True, "false": False}[FLAGS.jit_compile]
+    optimizer = keras.optimizers.Adam(1e-3, global_clipnorm=1.0)
+    model.compile(optimizer=optimizer, jit_compile=jit_compile)
     backend = keras.backend.backend()
     for length, batch in sorted(batches.items()):
         start = time.perf_counter()
