@@ -7,6 +7,7 @@ from keras import ops
 
 from keras_multimodel.errors import InputError
 from keras_multimodel.layers import layer_utils, moe_routing
+from keras_multimodel.layers.layer_norm import LayerNorm
 
 TERMS = ("loss", "dropped_fraction")  # what `call(..., return_terms=True)` returns
 
@@ -213,7 +214,7 @@ class MoELayer(keras.layers.Layer):
             autocast=False,
             aggregation="mean",
         )
-        self.norm = keras.layers.LayerNormalization(
+        self.norm = LayerNorm(
             epsilon=self.epsilon, dtype=self.dtype_policy, name="norm"
         )
         self.norm.build(input_shape)

@@ -8,6 +8,7 @@ from keras import ops
 
 from keras_multimodel.errors import InputError
 from keras_multimodel.layers import layer_utils
+from keras_multimodel.layers.layer_norm import LayerNorm
 from keras_multimodel.layers.separable_conv import SeparableConv2D
 from keras_multimodel.modalities.augmentation import shift_and_flip
 from keras_multimodel.modalities.base import (
@@ -115,7 +116,7 @@ class Image(Modality):
             return layer_utils.built(layer, shape)
 
         def norm(name, channels=d):
-            layer = keras.layers.LayerNormalization(dtype=self.dtype_policy, name=name)
+            layer = LayerNorm(dtype=self.dtype_policy, name=name)
             return layer_utils.built(layer, (None, None, None, channels))
 
         half = max(d // 2, 1)
