@@ -2,7 +2,6 @@
 
 from keras_multimodel.layers.attention_block import AttentionBlock
 from keras_multimodel.layers.conv_block import ConvBlock
-from keras_multimodel.layers.layer_norm import LayerNorm, layer_norm
 from keras_multimodel.layers.masking import attention_mask, zero_padding
 from keras_multimodel.layers.moe_layer import MoELayer
 from keras_multimodel.layers.timing_signal import add_timing_signal, timing_signal
@@ -10,11 +9,9 @@ from keras_multimodel.layers.timing_signal import add_timing_signal, timing_sign
 __all__ = [
     "AttentionBlock",
     "ConvBlock",
-    "LayerNorm",
     "MoELayer",
     "add_timing_signal",
     "attention_mask",
-    "layer_norm",
     "timing_signal",
     "zero_padding",
 ]

@@ -7,7 +7,6 @@ from keras import ops
 
 from keras_multimodel.errors import InputError
 from keras_multimodel.layers import layer_utils
-from keras_multimodel.layers.layer_norm import LayerNorm
 from keras_multimodel.layers.masking import attention_mask
 from keras_multimodel.layers.timing_signal import add_timing_signal
 
@@ -125,7 +124,7 @@ class AttentionBlock(keras.layers.Layer):
         self.output_dense = projection(
             "attention_output", "btnh,nhd->btd", (None, channels), (None, None, heads, value_dim)
         )
-        self.norm = LayerNorm(
+        self.norm = keras.layers.LayerNormalization(
             epsilon=self.epsilon, dtype=self.dtype_policy, name="norm"
         )
         self.norm.build(x_shape)

@@ -5,7 +5,6 @@ from keras import ops
 
 from keras_multimodel.errors import InputError
 from keras_multimodel.layers import layer_utils
-from keras_multimodel.layers.layer_norm import LayerNorm
 from keras_multimodel.layers.masking import zero_padding
 from keras_multimodel.layers.separable_conv import SeparableConv1D
 
@@ -117,7 +116,7 @@ class ConvBlock(keras.layers.Layer):
                 name=f"conv_{i}",
             )
             conv.build((None, None, channels if i == 0 else self.filters))
-            norm = LayerNorm(
+            norm = keras.layers.LayerNormalization(
                 epsilon=self.epsilon, dtype=self.dtype_policy, name=f"norm_{i}"
             )
             norm.build((None, None, self.filters))

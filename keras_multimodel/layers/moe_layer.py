@@ -7,7 +7,6 @@ from keras import ops
 
 from keras_multimodel.errors import InputError
 from keras_multimodel.layers import layer_utils, moe_routing
-from keras_multimodel.layers.layer_norm import LayerNorm
 
 TERMS = ("loss", "dropped_fraction")  # what `call(..., return_terms=True)` returns
 
@@ -214,7 +213,7 @@ class MoELayer(keras.layers.Layer):
             autocast=False,
             aggregation="mean",
         )
-        self.norm = LayerNorm(
+        self.norm = keras.layers.LayerNormalization(
             epsilon=self.epsilon, dtype=self.dtype_policy, name="norm"
         )
         self.norm.build(input_shape)

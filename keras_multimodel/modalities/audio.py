@@ -5,7 +5,6 @@ import numpy as np
 from keras import ops
 
 from keras_multimodel.errors import InputError
-from keras_multimodel.layers.layer_norm import LayerNorm
 from keras_multimodel.layers.layer_utils import check_rate
 from keras_multimodel.modalities.augmentation import spec_augment
 from keras_multimodel.modalities.base import (
@@ -154,7 +153,7 @@ class Audio(Modality):
                 name=f"conv_{i}",
             )
             conv.build((None, None, channels))
-            norm = LayerNorm(dtype=self.dtype_policy, name=f"norm_{i}")
+            norm = keras.layers.LayerNormalization(dtype=self.dtype_policy, name=f"norm_{i}")
             norm.build((None, None, d))
             self.convs.append(conv)
             self.norms.append(norm)

@@ -8,7 +8,6 @@ from keras import ops
 
 from keras_multimodel.errors import InputError
 from keras_multimodel.layers import layer_utils
-from keras_multimodel.layers.layer_norm import LayerNorm
 from keras_multimodel.layers.separable_conv import SeparableConv2D
 from keras_multimodel.modalities.augmentation import shift_and_flip
 from keras_multimodel.modalities.base import (
@@ -116,7 +115,7 @@ class Image(Modality):
             return layer_utils.built(layer, shape)
 
         def norm(name, channels=d):
-            layer = LayerNorm(dtype=self.dtype_policy, name=name)
+            layer = keras.layers.LayerNormalization(dtype=self.dtype_policy, name=name)
             return layer_utils.built(layer, (None, None, None, channels))
 
         half = max(d // 2, 1)

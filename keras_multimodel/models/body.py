@@ -9,7 +9,7 @@ attention keeps its keys and values, the MoE runs without drops).
 import keras
 from keras import ops
 
-from keras_multimodel.layers import AttentionBlock, ConvBlock, LayerNorm, MoELayer
+from keras_multimodel.layers import AttentionBlock, ConvBlock, MoELayer
 from keras_multimodel.layers.layer_utils import built
 from keras_multimodel.models.presets import BodyConfig
 
@@ -230,7 +230,7 @@ class MeanContext(keras.layers.Layer):
             x_shape[-1], dtype=self.dtype_policy, name="projection"
         )
         self.projection.build(tuple(context_shape or x_shape))
-        self.norm = LayerNorm(epsilon=1e-6, dtype=self.dtype_policy)
+        self.norm = keras.layers.LayerNormalization(epsilon=1e-6, dtype=self.dtype_policy)
         self.norm.build(x_shape)
         self.built = True
 
