@@ -90,56 +90,10 @@ def pick_tokens(values, tokens):
     >>> np.asarray(picked).tolist(), np.asarray(valid).tolist()
     ([[2.0, 3.0]], [[True, False]])
     """
-    values = ops.convert_to_tensor(values)
-    safe, valid = _safe_tokens(tokens, ops.shape(values)[-1])
+    values, tokens = ops.convert_to_tensor(values), ops.cast(tokens, "int32")
+    valid = ops.logical_and(tokens >= 0, tokens < ops.shape(values)[-1])
+    safe = ops.where(valid, tokens, 0)
     return ops.take_along_axis(values, safe[..., None], axis=-1)[..., 0], valid
-
-
-def _safe_tokens(tokens, classes):
-    """`(safe, valid)`: int32 `tokens` with those outside `[0, classes)` set to 0, and
-    where they were inside."""
-    tokens = ops.cast(tokens, "int32")
-    valid = ops.logical_and(tokens >= 0, tokens < classes)
-    return ops.where(valid, tokens, 0), valid
-
-
-def smoothed_cross_entropy(logits, tokens, label_smoothing=0.0):
-    """Per-position cross-entropy with label smoothing, its gradient written out.
-
-    `logits` `(..., V)`, `tokens` `(...)` -> `(...)`: `-(1 - s) log p[token] -
-    s mean(log p)`, with `s = label_smoothing`. The gradient is `softmax(logits) -
-    (1 - s) one_hot(token) - s / V` per position, one fused pass over the logits,
-    where differentiating `log_softmax` and the gather takes several
-    (benchmarks/README.md#main_job_steppy-the-main-jobs-own-train-step). A token
-    outside `[0, V)` gives NaN, as in `Modality.loss`.
-
-    >>> import numpy as np
-    >>> logits = np.log(np.array([[0.5, 0.25, 0.25]], "float32"))
-    >>> round(float(smoothed_cross_entropy(logits, np.array([0]))[0]), 4)  # -log 0.5
-    0.6931
-    """
-    logits = ops.cast(logits, "float32")
-    classes = ops.shape(logits)[-1]
-    safe, valid = _safe_tokens(tokens, classes)
-    kept = 1.0 - label_smoothing
-
-    @ops.custom_gradient
-    def cross_entropy(logits):
-        shifted = logits - ops.max(logits, axis=-1, keepdims=True)
-        log_total = ops.log(ops.sum(ops.exp(shifted), axis=-1, keepdims=True))
-        picked = ops.take_along_axis(shifted, safe[..., None], axis=-1)
-        loss = log_total - kept * picked
-        if label_smoothing:
-            loss = loss - label_smoothing * ops.mean(shifted, axis=-1, keepdims=True)
-
-        def grad(*args, upstream=None):
-            upstream = args[0] if upstream is None else upstream  # (...)
-            target = kept * ops.one_hot(safe, classes) + label_smoothing / classes
-            return upstream[..., None] * (ops.exp(shifted - log_total) - target)
-
-        return loss[..., 0], grad
-
-    return ops.where(valid, cross_entropy(logits), float("nan"))
 
 
 class Modality(keras.layers.Layer):
@@ -254,7 +208,13 @@ class Modality(keras.layers.Layer):
         gather alone would raise on one device and return 0 on another), which
         `fit` reports as an error (`keras_multimodel.callbacks.StopOnNonFiniteLoss`).
         """
-        return smoothed_cross_entropy(logits, tokens, self.label_smoothing)
+        log_probs = ops.log_softmax(ops.cast(logits, "float32"), axis=-1)  # (B, T, V)
+        picked, valid = pick_tokens(log_probs, tokens)  # (B, T)
+        nll = -picked
+        if self.label_smoothing:
+            uniform = -ops.mean(log_probs, axis=-1)  # (B, T)
+            nll = (1.0 - self.label_smoothing) * nll + self.label_smoothing * uniform
+        return ops.where(valid, nll, float("nan"))
 
     # ----- data (tf.data only) -------------------------------------------------------
     def prepare(self, value, role):
