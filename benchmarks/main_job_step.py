@@ -10,8 +10,10 @@ of 48 drawn by `data.mixture` as `train` draws them (one batch per length bucket
 prints the first step of each bucket (which compiles), the median of `--steps`
 steps after 3 warm-up steps, and their mean weighted by how often each bucket
 comes in the first 300 batches. With `--profile_dir` (JAX) it also writes a
-profiler trace of 5 steps of the longest bucket and prints the XLA kernels that
-took the most time.
+profiler trace of 5 steps of the longest bucket (and the compiled programs, under
+`hlo/`) and prints the kernels' time per op family (by the layer each kernel's HLO
+instruction comes from), the time no kernel ran (Python and dispatch), and the
+largest kernels.
 
     python benchmarks/main_job_step.py --bucketing=doubling  # before fitted buckets
 """
@@ -22,6 +24,7 @@ import glob
 import gzip
 import json
 import os
+import re
 import statistics
 import time
 
@@ -40,25 +43,105 @@ flags.DEFINE_enum("jit_compile", "auto", ["auto", "true", "false"],
                   "Model.compile's jit_compile (Keras's auto: no XLA for TensorFlow on a CPU).")
 
 
-def _top_kernels(profile_dir, steps, count=12):
-    """(ms per step, kernel name) of the XLA kernels in a JAX trace, largest first."""
+# Op families, by the layer names in each HLO instruction's `op_name` (first match).
+FAMILIES = (
+    ("optimizer (Adam)", r"adam|optimizer"),
+    ("normalisation", r"norm|_var\b"),
+    ("speech features (log-mel)", r"mel_spectrogram|fft"),
+    ("MoE (routing, experts)", r"/moe/"),
+    ("attention", r"attention"),
+    ("convolution and pooling", r"conv|pool"),
+    ("output layer and loss", r"softmax|cross_entropy|one_hot|log\b|exp\b"),
+    ("embedding", r"embedding"),
+)
+
+
+def _trace_events(profile_dir):
+    """The newest trace's events under `profile_dir`: JAX's trace.json.gz, or
+    TensorFlow's xplane.pb converted by xprof (`pip install xprof`)."""
     traces = glob.glob(f"{profile_dir}/plugins/profile/*/*.trace.json.gz")
-    if not traces:
-        raise SystemExit(f"no *.trace.json.gz under {profile_dir}/plugins/profile/")
-    path = max(traces, key=os.path.getmtime)  # this run's, if the folder was reused
-    with gzip.open(path) as f:
-        events = json.load(f)["traceEvents"]
-    totals = collections.Counter()
+    if traces:
+        with gzip.open(max(traces, key=os.path.getmtime)) as f:  # this run's, if reused
+            return json.load(f)["traceEvents"]
+    planes = glob.glob(f"{profile_dir}/plugins/profile/*/*.xplane.pb")
+    if not planes:
+        raise SystemExit(f"no trace under {profile_dir}/plugins/profile/")
+    from xprof.convert import raw_to_tool_data
+
+    data, _ = raw_to_tool_data.xspace_to_tool_data(
+        [max(planes, key=os.path.getmtime)], "trace_viewer", {}
+    )
+    return json.loads(data)["traceEvents"]
+
+
+def _kernel_times(profile_dir):
+    """({kernel name: microseconds}, busy microseconds, trace microseconds) of the
+    newest trace under `profile_dir`: busy is the time any kernel ran."""
+    events = _trace_events(profile_dir)
+    totals, spans = collections.Counter(), []
     for event in events:
         name = event.get("name", "")
         python_or_runtime = name.startswith("$") or "::" in name or "(" in name
         if event.get("ph") == "X" and not python_or_runtime:
             totals[name] += event.get("dur", 0)
-    return [(us / 1000 / steps, name) for name, us in totals.most_common(count)]
+            spans.append((event["ts"], event["ts"] + event.get("dur", 0)))
+    busy, reach = 0.0, None
+    for begin, end in sorted(spans):  # the union of the kernels' intervals
+        if reach is None or begin > reach:
+            busy, reach = busy + end - begin, end
+        elif end > reach:
+            busy, reach = busy + end - reach, end
+    return totals, busy, max(e for _, e in spans) - min(b for b, _ in spans)
+
+
+def _op_names(hlo_dir, kernels):
+    """{instruction: op_name} from the dumped optimised train step that names the
+    most of `kernels`; an instruction without metadata takes its first operand's."""
+    best = {}
+    for path in glob.glob(f"{hlo_dir}/*train_step*after_optimizations.txt"):
+        with open(path) as f:
+            lines = re.findall(r"^\s*(?:ROOT )?%(\S+) = (.*)$", f.read(), re.M)
+        named = {name: re.search(r'op_name="([^"]*)"', rest) for name, rest in lines}
+        operands = {name: re.findall(r"%([\w.-]+)", rest) for name, rest in lines}
+        names = {}
+        for name in named:
+            seen, queue = set(), [name]
+            while queue and name not in names:
+                current = queue.pop(0)
+                if named.get(current):
+                    names[name] = named[current].group(1)
+                elif current not in seen:
+                    seen.add(current)
+                    queue.extend(operands.get(current, [])[:4])
+        if sum(n in names for n in kernels) > sum(n in best for n in kernels):
+            best = names
+    return best
+
+
+def _print_profile(profile_dir, steps, step_ms):
+    kernels, busy, span = _kernel_times(profile_dir)
+    names = _op_names(f"{profile_dir}/hlo", kernels)
+    families = collections.Counter()
+    for kernel, us in kernels.items():
+        op = names.get(kernel, "")
+        family = next((f for f, pattern in FAMILIES if re.search(pattern, op)), "other")
+        families[family if op else "unattributed"] += us
+    total = sum(families.values())
+    print(f"Step {step_ms:.1f} ms; in the trace, XLA kernels ran {busy / 1000 / steps:.1f} ms "
+          f"per step (on any thread) of {span / 1000 / steps:.1f} ms; kernel time summed "
+          f"over threads {total / 1000 / steps:.1f} ms per step, by op family:")  # fmt: skip
+    for family, us in families.most_common():
+        print(f"  {us / 1000 / steps:7.1f} ms  {100 * us / total:5.1f}%  {family}")
+    print("Largest kernels, ms per step:")
+    for kernel, us in kernels.most_common(8):
+        print(f"  {us / 1000 / steps:7.1f}  {kernel}  {names.get(kernel, '?')[:90]}")
 
 
 def main(argv):
     del argv
+    if FLAGS.profile_dir:  # the compiled programs, to name each kernel's layer
+        dump = f"--xla_dump_to={FLAGS.profile_dir}/hlo --xla_dump_hlo_as_text"
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {dump}".strip()
     import keras
     import tensorflow as tf
 
@@ -108,16 +191,19 @@ def main(argv):
     mean = sum(medians[n] * counts[n] for n in counts) / total
     shares = ", ".join(f"{n} tokens {100 * counts[n] / total:.0f}%" for n in sorted(counts))
     print(f"{backend}: {FLAGS.bucketing} buckets ({shares}): {mean:.1f} ms per batch")
-    if FLAGS.profile_dir and backend == "jax":
-        import jax
+    if FLAGS.profile_dir:
+        if backend == "jax":
+            import jax
 
-        with jax.profiler.trace(FLAGS.profile_dir, create_perfetto_trace=True):
+            with jax.profiler.trace(FLAGS.profile_dir, create_perfetto_trace=True):
+                for _ in range(5):
+                    model.train_on_batch(batches[max(batches)])
+        else:
+            tf.profiler.experimental.start(FLAGS.profile_dir)
             for _ in range(5):
                 model.train_on_batch(batches[max(batches)])
-        print("XLA kernels, ms per step (they run on two threads, so they add up to more "
-              "than the step):")  # fmt: skip
-        for ms, name in _top_kernels(FLAGS.profile_dir, 5):
-            print(f"  {ms:7.1f}  {name}")
+            tf.profiler.experimental.stop()
+        _print_profile(FLAGS.profile_dir, 5, medians[max(batches)])
 
 
 if __name__ == "__main__":
