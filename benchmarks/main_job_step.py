@@ -2,6 +2,7 @@
 
     python benchmarks/main_job_step.py                       # the backend of KERAS_BACKEND
     KERAS_BACKEND=jax python benchmarks/main_job_step.py --profile_dir /tmp/trace
+    python benchmarks/main_job_step.py --profile_dir /tmp/tf-trace   # needs `pip install xprof`
 
 `train_step.py` times a two-task toy; this times what `train` runs: the `tiny`
 MultiModel of the six bundled tasks, its shared 4,000-piece vocabulary, and batches
@@ -9,7 +10,7 @@ of 48 drawn by `data.mixture` as `train` draws them (one batch per length bucket
 `--bucketing` as `train`'s "fitted" or the "doubling" of 32 and 64 tokens). It
 prints the first step of each bucket (which compiles), the median of `--steps`
 steps after 3 warm-up steps, and their mean weighted by how often each bucket
-comes in the first 300 batches. With `--profile_dir` (JAX) it also writes a
+comes in the first 300 batches. With `--profile_dir` it also writes a
 profiler trace of 5 steps of the longest bucket (and the compiled programs, under
 `hlo/`) and prints the kernels' time per op family (by the layer each kernel's HLO
 instruction comes from), the time no kernel ran (Python and dispatch), and the
@@ -32,7 +33,7 @@ from absl import app, flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("steps", 15, "Timed steps per bucket.")
-flags.DEFINE_string("profile_dir", None, "JAX: write a trace of 5 steps here and summarise it.")
+flags.DEFINE_string("profile_dir", None, "Write a trace of 5 steps here and summarise it (TensorFlow: pip install xprof).")
 flags.DEFINE_enum("bucketing", "fitted", ["fitted", "doubling"], "mixture's bucket lengths.")
 flags.DEFINE_enum("tokenizer", "bpe", ["bpe", "unigram"], "The shared vocabulary's model.")
 # (the choices of keras_multimodel.data.vocabulary.MODEL_TYPES; flags are defined before
@@ -98,7 +99,7 @@ def _op_names(hlo_dir, kernels):
     """{instruction: op_name} from the dumped optimised train step that names the
     most of `kernels`; an instruction without metadata takes its first operand's."""
     best = {}
-    for path in glob.glob(f"{hlo_dir}/*train_step*after_optimizations.txt"):
+    for path in glob.glob(f"{hlo_dir}/*after_optimizations.txt"):
         with open(path) as f:
             lines = re.findall(r"^\s*(?:ROOT )?%(\S+) = (.*)$", f.read(), re.M)
         named = {name: re.search(r'op_name="([^"]*)"', rest) for name, rest in lines}
