@@ -33,7 +33,9 @@ from absl import app, flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("steps", 15, "Timed steps per bucket.")
-flags.DEFINE_string("profile_dir", None, "Write a trace of 5 steps here and summarise it (TensorFlow: pip install xprof).")
+flags.DEFINE_string(
+    "profile_dir", None, "Write a trace of 5 steps here and summarise it (TensorFlow: xprof)."
+)
 flags.DEFINE_enum("bucketing", "fitted", ["fitted", "doubling"], "mixture's bucket lengths.")
 flags.DEFINE_enum("tokenizer", "bpe", ["bpe", "unigram"], "The shared vocabulary's model.")
 # (the choices of keras_multimodel.data.vocabulary.MODEL_TYPES; flags are defined before
