@@ -35,6 +35,28 @@ from keras_multimodel.data import AdaptiveRates, bundled, examples_per_step, mix
 from keras_multimodel.data.vocabulary import train_tokenizer
 from keras_multimodel.errors import DataError
 
+# Keras's jit_compile="auto" runs TensorFlow on a CPU in its graph executor. XLA's
+# fused programs take the main job's step in about half the time but compile for
+# about 2 minutes longer (benchmarks/README.md#xla-for-tensorflow-on-a-cpu): from
+# about 1,400 steps they pay, so longer TensorFlow runs compile with XLA.
+XLA_MIN_STEPS = 1500
+
+
+def jit_compile(config):
+    """`Model.compile`'s `jit_compile` for a `train` run: True for a TensorFlow run
+    of at least `XLA_MIN_STEPS` steps on one device, else Keras's "auto" (XLA on JAX,
+    and on TensorFlow where Keras sees an accelerator).
+
+    >>> import keras
+    >>> want = True if keras.backend.backend() == "tensorflow" else "auto"
+    >>> jit_compile(TrainConfig(train_steps=2100)) == want
+    True
+    >>> jit_compile(TrainConfig(train_steps=20))
+    'auto'
+    """
+    long_run = config.train_steps >= XLA_MIN_STEPS and config.distribution == "none"
+    return True if long_run and keras.backend.backend() == "tensorflow" else "auto"
+
 
 def _tokenizer(output_dir, config):
     """The run's shared vocabulary (trained on first use, then read back); None
@@ -252,7 +274,10 @@ def _fit(output_dir, config, tokenizer, tasks, degree, start, verbose):
         0.0, decay_steps=max(1, steps - steps // 10), warmup_target=config.peak_learning_rate,
         warmup_steps=steps // 10, alpha=0.1,
     )  # fmt: skip
-    model.compile(optimizer=keras.optimizers.Adam(schedule, global_clipnorm=1.0))
+    model.compile(
+        optimizer=keras.optimizers.Adam(schedule, global_clipnorm=1.0),
+        jit_compile=jit_compile(config),
+    )
     backup = AtomicBackupAndRestore(output_dir / BACKUP_DIR, delete_on_finish=False)
     # A resumed run continues with a fresh data order (seeded by the epoch it resumes
     # at), not from the exact position it was killed at.

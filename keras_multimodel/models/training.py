@@ -13,21 +13,6 @@ from keras_multimodel.layers.layer_utils import data_parallel_degree
 class TrainingMixin:
     """What `MultiModel` adds to `keras.Model`'s training loop."""
 
-    def compile(self, *args, jit_compile="auto", **kwargs):
-        """`keras.Model.compile`; `jit_compile="auto"` also compiles with XLA on a
-        TensorFlow CPU.
-
-        Keras's "auto" leaves TensorFlow without XLA when it sees no accelerator.
-        For this model's many small operations XLA's fused CPU programs are faster
-        (the main job's train step about 1.9x, `benchmarks/README.md`), so "auto"
-        turns it on there too, except under a `tf.distribute` strategy (XLA cannot
-        read variables mirrored on other devices), where Keras's own choice stands.
-        Pass `jit_compile=False` for TensorFlow's graph executor.
-        """
-        if jit_compile == "auto" and _xla_by_default():
-            jit_compile = True
-        super().compile(*args, jit_compile=jit_compile, **kwargs)
-
     def fit(self, *args, callbacks=None, **kwargs):
         """`keras.Model.fit`, stopping with an error at a NaN or infinite loss.
 
@@ -81,15 +66,6 @@ class TrainingMixin:
 
     def _test_state_variables(self):
         return self.trainable_variables, self.non_trainable_variables, self.metrics_variables
-
-
-def _xla_by_default():
-    """True on TensorFlow outside a `tf.distribute` strategy (see `compile`)."""
-    if keras.backend.backend() != "tensorflow":
-        return False
-    import tensorflow as tf
-
-    return not tf.distribute.has_strategy()
 
 
 def _guarded(model, attribute, state_variables):
