@@ -51,7 +51,7 @@ FAMILIES = (
     ("optimizer (Adam)", r"adam|optimizer"),
     ("normalisation", r"norm|_var\b"),
     ("speech features (log-mel)", r"mel_spectrogram|fft"),
-    ("MoE (routing, experts)", r"/moe/"),
+    ("MoE (routing, experts)", r"/moe(_\d+)?/"),
     ("attention", r"attention"),
     ("convolution and pooling", r"conv|pool"),
     ("output layer and loss", r"softmax|cross_entropy|one_hot|log\b|exp\b"),
@@ -77,58 +77,53 @@ def _trace_events(profile_dir):
     return json.loads(data)["traceEvents"]
 
 
-def _kernel_times(profile_dir):
-    """({kernel name: microseconds}, busy microseconds, trace microseconds) of the
-    newest trace under `profile_dir`: busy is the time any kernel ran."""
-    events = _trace_events(profile_dir)
-    totals, spans = collections.Counter(), []
+def _op_names(hlo_dir, kernels):
+    """{instruction: op_name} of the dumped optimised program that holds the most of
+    `kernels` (names); an instruction without metadata takes its operands' ("" if
+    none has any)."""
+    best = {}
+    for path in glob.glob(f"{hlo_dir}/*after_optimizations.txt"):
+        with open(path) as f:
+            lines = re.findall(r"^\s*(?:ROOT )?%(\S+) = (.*)$", f.read(), re.M)
+        if sum(name in kernels for name, _ in lines) <= sum(n in best for n in kernels):
+            continue
+        named = {name: re.search(r'op_name="([^"]*)"', rest) for name, rest in lines}
+        operands = {name: re.findall(r"%([\w.-]+)", rest) for name, rest in lines}
+        best = {}
+        for name in named:
+            seen, queue = set(), [name]
+            while queue and name not in best:
+                current = queue.pop(0)
+                if named.get(current):
+                    best[name] = named[current].group(1)
+                elif current not in seen:
+                    seen.add(current)
+                    queue.extend(operands.get(current, [])[:4])
+            best.setdefault(name, "")
+    return best
+
+
+def _print_profile(profile_dir, steps, step_ms):
+    """Prints the kernels' time per op family; a kernel is an event named after an
+    instruction of the compiled train step."""
+    events = [e for e in _trace_events(profile_dir) if e.get("ph") == "X" and "dur" in e]
+    names = _op_names(f"{profile_dir}/hlo", {e.get("name") for e in events})
+    kernels, families, spans = collections.Counter(), collections.Counter(), []
     for event in events:
-        name = event.get("name", "")
-        python_or_runtime = name.startswith("$") or "::" in name or "(" in name
-        if event.get("ph") == "X" and not python_or_runtime:
-            totals[name] += event.get("dur", 0)
-            spans.append((event["ts"], event["ts"] + event.get("dur", 0)))
+        if event.get("name") in names:
+            kernels[event["name"]] += event["dur"]
+            spans.append((event["ts"], event["ts"] + event["dur"]))
+    for kernel, us in kernels.items():
+        op = names[kernel]
+        family = next((f for f, p in FAMILIES if re.search(p, op, re.IGNORECASE)), "other")
+        families[family if op else "unattributed"] += us
     busy, reach = 0.0, None
     for begin, end in sorted(spans):  # the union of the kernels' intervals
         if reach is None or begin > reach:
             busy, reach = busy + end - begin, end
         elif end > reach:
             busy, reach = busy + end - reach, end
-    return totals, busy, max(e for _, e in spans) - min(b for b, _ in spans)
-
-
-def _op_names(hlo_dir, kernels):
-    """{instruction: op_name} from the dumped optimised train step that names the
-    most of `kernels`; an instruction without metadata takes its first operand's."""
-    best = {}
-    for path in glob.glob(f"{hlo_dir}/*after_optimizations.txt"):
-        with open(path) as f:
-            lines = re.findall(r"^\s*(?:ROOT )?%(\S+) = (.*)$", f.read(), re.M)
-        named = {name: re.search(r'op_name="([^"]*)"', rest) for name, rest in lines}
-        operands = {name: re.findall(r"%([\w.-]+)", rest) for name, rest in lines}
-        names = {}
-        for name in named:
-            seen, queue = set(), [name]
-            while queue and name not in names:
-                current = queue.pop(0)
-                if named.get(current):
-                    names[name] = named[current].group(1)
-                elif current not in seen:
-                    seen.add(current)
-                    queue.extend(operands.get(current, [])[:4])
-        if sum(n in names for n in kernels) > sum(n in best for n in kernels):
-            best = names
-    return best
-
-
-def _print_profile(profile_dir, steps, step_ms):
-    kernels, busy, span = _kernel_times(profile_dir)
-    names = _op_names(f"{profile_dir}/hlo", kernels)
-    families = collections.Counter()
-    for kernel, us in kernels.items():
-        op = names.get(kernel, "")
-        family = next((f for f, pattern in FAMILIES if re.search(pattern, op)), "other")
-        families[family if op else "unattributed"] += us
+    span = max(e for _, e in spans) - min(b for b, _ in spans)
     total = sum(families.values())
     print(f"Step {step_ms:.1f} ms; in the trace, XLA kernels ran {busy / 1000 / steps:.1f} ms "
           f"per step (on any thread) of {span / 1000 / steps:.1f} ms; kernel time summed "
@@ -137,7 +132,7 @@ def _print_profile(profile_dir, steps, step_ms):
         print(f"  {us / 1000 / steps:7.1f} ms  {100 * us / total:5.1f}%  {family}")
     print("Largest kernels, ms per step:")
     for kernel, us in kernels.most_common(8):
-        print(f"  {us / 1000 / steps:7.1f}  {kernel}  {names.get(kernel, '?')[:90]}")
+        print(f"  {us / 1000 / steps:7.1f}  {kernel}  {names[kernel][:90]}")
 
 
 def main(argv):
