@@ -49,7 +49,7 @@ flags.DEFINE_enum("jit_compile", "auto", ["auto", "true", "false"],
 # Op families, by the layer names in each HLO instruction's `op_name` (first match).
 FAMILIES = (
     ("optimizer (Adam)", r"adam|optimizer"),
-    ("normalisation", r"norm|_var\b"),
+    ("normalisation", r"layer_normalization|norm(?!al)|_var\b"),  # not random_normal
     ("speech features (log-mel)", r"mel_spectrogram|fft"),
     ("MoE (routing, experts)", r"/moe(_\d+)?/"),
     ("attention", r"attention"),
